@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Debian test hosts for Molecule and fleet tests: one debootstrap base, overlayfs per host.
+
+    hostctl.py base                      build (once, cached) the Debian 12 base rootfs
+    hostctl.py up NAME [--gpu REC | --no-gpu]
+                                         overlay host NAME with the doubles installed; prints its root
+    hostctl.py down NAME | --all         stop its processes, unmount everything, remove its state
+    hostctl.py list                      one line per host: name, root, gpu recording
+    hostctl.py root NAME                 print the root path of NAME
+
+Each host is a chroot reached with ``ansible_connection: community.general.chroot`` and
+``ansible_host: <root>``. It shares the controller's kernel and network namespace (so TCP ports
+are shared between hosts), has its own /proc, /dev, /dev/pts, /sys and /run mounts, and carries
+the test doubles from ``tests/doubles``:
+
+    /usr/local/bin/nvidia-smi     (absent with --no-gpu)  replays /etc/libra-test/gpu's recording
+    /usr/local/bin/docker         Docker CLI stand-in (compose v2, run, info, version)
+    /usr/local/bin/systemctl      answers show/is-active/restart/daemon-reload for docker
+    /usr/local/share/libra-test/  recordings and the vLLM HTTP stand-in
+
+Environment:
+    LIBRA_TEST_CACHE   cache dir for the base rootfs (default /var/cache/libra-tests)
+    LIBRA_TEST_STATE   per-host state (default /var/lib/libra-tests/hosts)
+    LIBRA_TEST_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
+
+Stdlib only, importable: ``build_base()``, ``up()``, ``down()``, ``list_hosts()``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DOUBLES = HERE.parent / "doubles"
+
+SUITE = "bookworm"
+VARIANT = "minbase"
+# What a real Debian 12 server that Ansible manages has, beyond minbase: python3 for Ansible,
+# python3-apt / python3-debian for ansible.builtin.apt and deb822_repository, ca-certificates
+# and gnupg for third-party apt repositories, python3-yaml for the docker stand-in's compose
+# parsing, procps for ps/pkill.
+PACKAGES = (
+    "python3",
+    "python3-apt",
+    "python3-debian",
+    "python3-yaml",
+    "ca-certificates",
+    "gnupg",
+    "procps",
+)
+RECIPE_VERSION = 1  # bump when the post-debootstrap steps below change
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LIBRA_TEST_CACHE", "/var/cache/libra-tests"))
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("LIBRA_TEST_STATE", "/var/lib/libra-tests/hosts"))
+
+
+def mirror() -> str:
+    return os.environ.get("LIBRA_TEST_MIRROR", "http://deb.debian.org/debian")
+
+
+def recipe() -> dict:
+    return {
+        "suite": SUITE,
+        "variant": VARIANT,
+        "packages": list(PACKAGES),
+        "mirror": mirror(),
+        "version": RECIPE_VERSION,
+    }
+
+
+def recipe_key() -> str:
+    blob = json.dumps(recipe(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def base_root() -> Path:
+    return cache_dir() / f"base-{SUITE}-{recipe_key()}"
+
+
+def log(msg: str) -> None:
+    print(f"hostctl: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, **kw)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_base() -> Path:
+    """Build the cached base rootfs once; concurrent callers wait on a file lock."""
+    root = base_root()
+    if (root / ".libra-base-ok").exists():
+        return root
+    with locked(cache_dir() / f"{root.name}.lock"):
+        if (root / ".libra-base-ok").exists():
+            return root
+        if shutil.which("debootstrap") is None:
+            raise SystemExit("hostctl: debootstrap is missing (apt-get install debootstrap)")
+        tmp = Path(tempfile.mkdtemp(prefix=f"{root.name}.tmp-", dir=cache_dir()))
+        started = time.monotonic()
+        log(f"building {root} with debootstrap ({SUITE}, {VARIANT}); about 40-60 s")
+        try:
+            res = subprocess.run(
+                ["debootstrap", f"--variant={VARIANT}", "--include=" + ",".join(PACKAGES),
+                 SUITE, str(tmp), mirror()],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+            )
+            if res.returncode != 0:
+                raise SystemExit(f"hostctl: debootstrap failed:\n{res.stdout[-4000:]}")
+            # Keep the base small and the hosts quiet: no apt caches, no daemons started by
+            # package scripts inside a chroot (policy-rc.d exit 101 = "action forbidden").
+            run(["chroot", str(tmp), "apt-get", "clean"])
+            policy = tmp / "usr/sbin/policy-rc.d"
+            policy.write_text("#!/bin/sh\n# test host: never start services from maintainer scripts\nexit 101\n")
+            policy.chmod(0o755)
+            (tmp / "etc/hostname").write_text("libra-test\n")
+            (tmp / "etc/libra-test").mkdir(exist_ok=True)
+            (tmp / "etc/libra-test/recipe.json").write_text(json.dumps(recipe(), indent=2) + "\n")
+            (tmp / ".libra-base-ok").write_text(f"built in {time.monotonic() - started:.0f}s\n")
+            if root.exists():
+                shutil.rmtree(root)
+            os.rename(tmp, root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log(f"base ready in {time.monotonic() - started:.0f}s")
+    return root
+
+
+# --- mounts -----------------------------------------------------------------------------
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below path, deepest first (from /proc/self/mountinfo)."""
+    prefix = str(path)
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
+
+
+def is_mounted(path: Path) -> bool:
+    return str(path) in mounts_under(path)
+
+
+def host_dir(name: str) -> Path:
+    if not name or "/" in name or name.startswith("."):
+        raise SystemExit(f"hostctl: bad host name {name!r}")
+    return state_dir() / name
+
+
+def host_root(name: str) -> Path:
+    return host_dir(name) / "root"
+
+
+def _mount_host(name: str, base: Path) -> Path:
+    hd = host_dir(name)
+    root = hd / "root"
+    for sub in ("upper", "work", "root"):
+        (hd / sub).mkdir(parents=True, exist_ok=True)
+    if not is_mounted(root):
+        run(["mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={base},upperdir={hd / 'upper'},workdir={hd / 'work'}", str(root)])
+    wanted = [
+        ("proc", ["mount", "-t", "proc", "proc"]),
+        ("sys", ["mount", "-t", "sysfs", "-o", "ro", "sysfs"]),
+        ("dev", ["mount", "--bind", "/dev"]),
+        ("dev/pts", ["mount", "--bind", "/dev/pts"]),
+        ("run", ["mount", "-t", "tmpfs", "-o", "mode=0755,size=64m", "tmpfs"]),
+    ]
+    for rel, cmd in wanted:
+        target = root / rel
+        target.mkdir(parents=True, exist_ok=True)
+        if not is_mounted(target):
+            run(cmd + [str(target)])
+    return root
+
+
+def _install(src: Path, dst: Path, mode: int = 0o755) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".hostctl-tmp")
+    shutil.copyfile(src, tmp)
+    tmp.chmod(mode)
+    os.replace(tmp, dst)
+
+
+def install_doubles(root: Path, gpu: str | None) -> None:
+    share = root / "usr/local/share/libra-test"
+    rec_src = DOUBLES / "recordings"
+    if share.exists():
+        shutil.rmtree(share)
+    shutil.copytree(rec_src, share / "recordings")
+    for helper in ("vllm_standin.py",):
+        if (DOUBLES / helper).exists():
+            _install(DOUBLES / helper, share / helper, 0o644)
+    bindir = root / "usr/local/bin"
+    for tool in ("docker", "systemctl"):
+        if (DOUBLES / "bin" / tool).exists():
+            _install(DOUBLES / "bin" / tool, bindir / tool)
+    cfg = root / "etc/libra-test"
+    cfg.mkdir(parents=True, exist_ok=True)
+    if gpu is None:
+        (bindir / "nvidia-smi").unlink(missing_ok=True)
+        (cfg / "gpu").unlink(missing_ok=True)
+    else:
+        if not (rec_src / "nvidia-smi" / f"{gpu}.json").exists():
+            known = ", ".join(recordings())
+            raise SystemExit(f"hostctl: no GPU recording {gpu!r}; known: {known}")
+        _install(DOUBLES / "bin" / "nvidia-smi", bindir / "nvidia-smi")
+        (cfg / "gpu").write_text(gpu + "\n")
+    # A host with the Docker engine installed has /etc/docker (daemon.json is optional).
+    (root / "etc/docker").mkdir(parents=True, exist_ok=True)
+
+
+def recordings() -> list[str]:
+    return sorted(p.stem for p in (DOUBLES / "recordings" / "nvidia-smi").glob("*.json"))
+
+
+DEFAULT_GPU = "rtx2070-8gb"
+
+
+def up(name: str, gpu: str | None = DEFAULT_GPU) -> Path:
+    """Create (or refresh) host NAME; gpu=None means a host without nvidia-smi."""
+    base = build_base()
+    with locked(state_dir() / f".{name}.lock"):
+        root = _mount_host(name, base)
+        install_doubles(root, gpu)
+        meta = {"name": name, "root": str(root), "gpu": gpu, "base": str(base)}
+        (host_dir(name) / "host.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return root
+
+
+def _processes_in(root: Path) -> list[int]:
+    pids = []
+    real = os.path.realpath(root)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            proot = os.readlink(f"/proc/{entry}/root")
+        except OSError:
+            continue
+        if proot == real or proot.startswith(real + "/"):
+            pids.append(int(entry))
+    return pids
+
+
+def _kill_all(root: Path) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = _processes_in(root)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and _processes_in(root):
+            time.sleep(0.1)
+
+
+def down(name: str) -> None:
+    """Stop the host's processes, unmount everything below it and remove its state."""
+    hd = host_dir(name)
+    root = hd / "root"
+    if root.exists():
+        _kill_all(root)
+    for point in mounts_under(hd):
+        res = subprocess.run(["umount", point], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    left = mounts_under(hd)
+    if left:
+        raise SystemExit(f"hostctl: could not unmount {left}")
+    if hd.exists():
+        shutil.rmtree(hd)
+    (state_dir() / f".{name}.lock").unlink(missing_ok=True)
+
+
+def list_hosts() -> list[dict]:
+    hosts = []
+    if state_dir().exists():
+        for meta in sorted(state_dir().glob("*/host.json")):
+            hosts.append(json.loads(meta.read_text()))
+    return hosts
+
+
+def all_names() -> list[str]:
+    if not state_dir().exists():
+        return []
+    return sorted(p.name for p in state_dir().iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="hostctl.py", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("base", help="build the cached base rootfs")
+    p_up = sub.add_parser("up", help="create or refresh a host")
+    p_up.add_argument("names", nargs="+", metavar="NAME")
+    grp = p_up.add_mutually_exclusive_group()
+    grp.add_argument("--gpu", default=DEFAULT_GPU, help=f"nvidia-smi recording (default {DEFAULT_GPU})")
+    grp.add_argument("--no-gpu", action="store_true", help="no nvidia-smi on this host")
+    p_down = sub.add_parser("down", help="remove hosts")
+    p_down.add_argument("names", nargs="*", metavar="NAME")
+    p_down.add_argument("--all", action="store_true")
+    sub.add_parser("list", help="list hosts")
+    sub.add_parser("recordings", help="list GPU recordings")
+    p_root = sub.add_parser("root", help="print a host's root path")
+    p_root.add_argument("name")
+    args = ap.parse_args(argv)
+
+    if os.geteuid() != 0 and args.cmd in ("base", "up", "down"):
+        raise SystemExit("hostctl: needs root (debootstrap, mount)")
+    if args.cmd == "base":
+        print(build_base())
+    elif args.cmd == "up":
+        for name in args.names:
+            print(up(name, None if args.no_gpu else args.gpu))
+    elif args.cmd == "down":
+        names = all_names() if args.all else args.names
+        if not names and not args.all:
+            ap.error("down needs NAME or --all")
+        for name in names:
+            down(name)
+    elif args.cmd == "list":
+        for h in list_hosts():
+            print(f"{h['name']}\t{h['root']}\t{h['gpu'] or '-'}")
+    elif args.cmd == "recordings":
+        print("\n".join(recordings()))
+    elif args.cmd == "root":
+        print(host_root(args.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
