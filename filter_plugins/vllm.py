@@ -1,0 +1,123 @@
+"""Ansible filters for planning vLLM on NVIDIA GPUs: thin wrappers over ``libra_planner``.
+
+Every filter turns a planner error into ``AnsibleFilterError`` with the same message, which names
+the filter and the field. See docs/architecture.md for the filter list and the data shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible.errors import AnsibleFilterError
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from libra_planner import errors as _errors  # noqa: E402
+from libra_planner import nvidia_smi as _smi  # noqa: E402
+from libra_planner import tiers as _tiers  # noqa: E402
+from libra_planner import validate as _validate  # noqa: E402
+
+
+def _wrap(func):
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except _errors.PlannerError as err:
+            raise AnsibleFilterError(str(err)) from err
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+def _unwrap(value):
+    """Plain Python containers for the planner (Ansible may hand over lazy/tagged containers)."""
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, str) else k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def vllm_memory_plan(instance, gpu):
+    """``instance | vllm_memory_plan(gpu)``: one instance alone on a GPU (DESIGN.md contract 4)."""
+    from libra_planner import plan_instance  # noqa: PLC0415
+
+    return plan_instance(_unwrap(instance), _unwrap(gpu), "vllm_memory_plan")
+
+
+def vllm_multi_plan(instances, gpu):
+    """``instances | vllm_multi_plan(gpu)``: instances started in order on one GPU."""
+    from libra_planner import plan_instances  # noqa: PLC0415
+
+    return plan_instances(_unwrap(instances), _unwrap(gpu), "vllm_multi_plan")
+
+
+def vllm_solve_utilization(instances, gpu, min_concurrency=1, margin_gib=0.25):
+    """``instances | vllm_solve_utilization(gpu, min_concurrency, margin_gib)``: a utilization per instance."""
+    from libra_planner import solve_utilization  # noqa: PLC0415
+
+    return solve_utilization(_unwrap(instances), _unwrap(gpu), int(min_concurrency), float(margin_gib), "vllm_solve_utilization")
+
+
+def vllm_tier_resolve(catalog, tier, gpu, models=None, overrides=None):
+    """``catalog | vllm_tier_resolve(tier, gpu, models=vllm_models, overrides=vllm_tier_overrides)``.
+
+    ``catalog`` may be the loaded catalog/tiers.yml, or ``none``/empty to read it from the project;
+    ``tier`` may be ``auto``, or ``all`` for a list of every tier (reports).
+    """
+    catalog = _unwrap(catalog) or None
+    gpu, models, overrides = _unwrap(gpu), _unwrap(models) or {}, _unwrap(overrides) or {}
+    if tier == "all":
+        return _tiers.resolve_all(catalog, gpu, models, overrides, "vllm_tier_resolve")
+    return _tiers.resolve_tier(catalog, tier, gpu, models, overrides, "vllm_tier_resolve")
+
+
+def vllm_validate(data, schema_name):
+    """``data | vllm_validate('inventory')``: returns data, or fails naming the field and the allowed values."""
+    return _validate.validate(_unwrap(data), schema_name, "vllm_validate")
+
+
+def vllm_parse_nvidia_smi(output):
+    """``nvidia_smi.stdout | vllm_parse_nvidia_smi``: GPU dicts from the --query-gpu CSV."""
+    return _smi.parse_gpus(_unwrap(output), "vllm_parse_nvidia_smi")
+
+
+def vllm_parse_compute_apps(output):
+    """``apps.stdout | vllm_parse_compute_apps``: processes from --query-compute-apps."""
+    return _smi.parse_compute_apps(_unwrap(output), "vllm_parse_compute_apps")
+
+
+def vllm_gpu_preset(name, memory_total_mib=None, compute_capability=None):
+    """``'rtx2070' | vllm_gpu_preset`` or ``none | vllm_gpu_preset(12288, '8.6')``: a GPU dict without nvidia-smi."""
+    if name:
+        return _tiers.gpu_from_preset(name, "vllm_gpu_preset")
+    return _tiers.gpu_from_memory(memory_total_mib, compute_capability, filter_name="vllm_gpu_preset")
+
+
+def vllm_select_gpu(gpus, index=0):
+    """``gpus | vllm_select_gpu(index)``: the GPU with that nvidia-smi index; an error lists the valid ones."""
+    return _smi.select_gpu(_unwrap(gpus), index, "vllm_select_gpu")
+
+
+class FilterModule:
+    """vLLM GPU memory planning filters."""
+
+    def filters(self):
+        return {
+            func.__name__: _wrap(func)
+            for func in (
+                vllm_memory_plan,
+                vllm_multi_plan,
+                vllm_solve_utilization,
+                vllm_tier_resolve,
+                vllm_validate,
+                vllm_parse_nvidia_smi,
+                vllm_parse_compute_apps,
+                vllm_gpu_preset,
+                vllm_select_gpu,
+            )
+        }
