@@ -165,7 +165,11 @@ def _messages(error: jsonschema.ValidationError, prefix: str) -> list[tuple[str,
         return out
     if validator == "required":
         missing = [k for k in error.validator_value if not isinstance(value, dict) or k not in value]
-        return [(_path(prefix, where + [k]), "is required but missing") for k in missing]
+        props = _resolve(error.schema).get("properties", {})
+        return [
+            (_path(prefix, where + [k]), "is required but missing" + (f"; expected {describe(props[k])}" if k in props else ""))
+            for k in missing
+        ]
     if validator == "enum":
         shown = "''" if value == "" else repr(value)
         return [
