@@ -98,6 +98,11 @@ def vllm_gpu_preset(name, memory_total_mib=None, compute_capability=None):
     return _tiers.gpu_from_memory(memory_total_mib, compute_capability, filter_name="vllm_gpu_preset")
 
 
+def vllm_plan_table(resolved, summary=False):
+    """``resolved | vllm_plan_table``: text lines of the budget table for one or more resolved tiers."""
+    return _tiers.plan_table(_unwrap(resolved), bool(summary))
+
+
 def vllm_select_gpu(gpus, index=0):
     """``gpus | vllm_select_gpu(index)``: the GPU with that nvidia-smi index; an error lists the valid ones."""
     return _smi.select_gpu(_unwrap(gpus), index, "vllm_select_gpu")
@@ -119,5 +124,6 @@ class FilterModule:
                 vllm_parse_compute_apps,
                 vllm_gpu_preset,
                 vllm_select_gpu,
+                vllm_plan_table,
             )
         }

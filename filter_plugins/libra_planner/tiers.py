@@ -417,3 +417,81 @@ def resolve_all(catalog: dict | None, gpu: dict, models=None, overrides=None, fi
     if catalog is None:
         catalog = load_tier_catalog()
     return [resolve_tier(catalog, name, gpu, models, overrides, filter_name) for name in tier_names(catalog)]
+
+
+# --------------------------------------------------------------------------- report
+# Planner keys for each column, first match wins (the planner's plan dict, DESIGN.md contract 4).
+_COLUMNS = (
+    ("weights", ("weights_gib",)),
+    ("activations", ("activation_gib", "activations_gib", "peak_activation_gib")),
+    ("overhead", ("overhead_gib",)),
+    ("kv_cache", ("kv_cache_gib",)),
+)
+_OVERHEAD_PARTS = ("non_torch_gib", "cuda_context_gib", "cuda_graph_gib")
+
+
+def _num(plan: dict, keys) -> float | None:
+    for key in keys:
+        value = plan.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _overhead(plan: dict) -> float | None:
+    direct = _num(plan, ("overhead_gib",))
+    if direct is not None:
+        return direct
+    parts = [plan.get(k) for k in _OVERHEAD_PARTS if isinstance(plan.get(k), (int, float))]
+    return float(sum(parts)) if parts else None
+
+
+def _cell(value, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def plan_table(resolved_list, summary: bool = False) -> list[str]:
+    """Text lines: per tier, a row per instance with its GPU memory budget and the verdict."""
+    if isinstance(resolved_list, dict):
+        resolved_list = [resolved_list]
+    header = (
+        f"{'instance':<11} {'model':<38} {'util':>5} {'weights':>8} {'activ':>6} {'overhead':>8} "
+        f"{'kv_cache':>8} {'tokens':>7} {'conc':>6} {'headroom':>8}  verdict"
+    )
+    lines: list[str] = []
+    for resolved in resolved_list:
+        gpu = resolved.get("gpu") or {}
+        total_gib = _gib(gpu.get("memory_total_mib") or 0)
+        verdict = "FITS" if resolved.get("fits") else "DOES NOT FIT"
+        asked = f" (requested {resolved['requested']})" if resolved.get("requested") not in (None, resolved.get("name")) else ""
+        lines.append(
+            f"== tier {resolved.get('name')}{asked} on {gpu.get('name') or 'GPU'} "
+            f"({total_gib:.2f} GiB, cc {gpu.get('compute_capability')}): {verdict}"
+        )
+        lines.append(header)
+        for inst in resolved.get("instances", []):
+            plan = inst.get("plan") or {}
+            headroom = _num(plan, ("headroom_gib", "free_gib"))
+            lines.append(
+                f"{inst.get('name', ''):<11} {str(inst.get('model', ''))[:38]:<38} "
+                f"{_cell(inst.get('gpu_memory_utilization')):>5} "
+                f"{_cell(_num(plan, _COLUMNS[0][1])):>8} {_cell(_num(plan, _COLUMNS[1][1])):>6} "
+                f"{_cell(_overhead(plan)):>8} {_cell(_num(plan, _COLUMNS[3][1])):>8} "
+                f"{_cell(_num(plan, ('kv_cache_tokens',)), '{:.0f}'):>7} {_cell(_num(plan, ('max_concurrency',))):>6} "
+                f"{_cell(headroom):>8}  {'fits' if plan.get('fits') else 'no'}"
+            )
+        needs = resolved.get("total_needs_gib")
+        free_after = resolved.get("free_after_gib")
+        lines.append(
+            f"   needs {_cell(needs)} GiB of {total_gib:.2f} GiB; free after start {_cell(free_after)} GiB; "
+            f"dtype {', '.join(sorted({str(i.get('dtype')) for i in resolved.get('instances', [])}))}; "
+            f"compose {resolved.get('compose_file')}, VLLM_MODE={resolved.get('vllm_mode')}"
+        )
+        for reason in resolved.get("reasons") or []:
+            lines.append(f"   - {reason}")
+        if not summary and resolved.get("candidates"):
+            lines.append(
+                "   candidates: "
+                + ", ".join(f"{c['name']}={'fits' if c['fits'] else 'no'}" for c in resolved["candidates"])
+            )
+    return lines
