@@ -91,7 +91,14 @@ def _mib(value: str, filter_name: str, field: str, required: bool) -> int | None
     text = _optional(value)
     if text is None:
         if required:
-            raise PlannerError(filter_name, field, f"nvidia-smi did not report it ({value!r})")
+            # Unified-memory parts (NVIDIA GB10 / DGX Spark) report every memory.* field as [N/A]
+            # (docs.nvidia.com/dgx/dgx-spark/known-issues.html, quoted in unslothai/unsloth#10703).
+            raise PlannerError(
+                filter_name,
+                field,
+                f"nvidia-smi did not report it ({value!r}); a unified-memory GPU reports no memory size: "
+                "give gpu_facts_memory_total_mib and gpu_facts_compute_capability instead",
+            )
         return None
     text = re.sub(r"\s*MiB$", "", text, flags=re.I)
     try:
