@@ -236,8 +236,18 @@ def install_doubles(root: Path, gpu: str | None) -> None:
             raise SystemExit(f"hostctl: no GPU recording {gpu!r}; known: {known}")
         _install(DOUBLES / "bin" / "nvidia-smi", bindir / "nvidia-smi")
         (cfg / "gpu").write_text(gpu + "\n")
-    # A host with the Docker engine installed has /etc/docker (daemon.json is optional).
+    # A host with the Docker engine installed has /etc/docker (daemon.json is optional), and its
+    # daemon read daemon.json when it started ("boot" = host creation).
     (root / "etc/docker").mkdir(parents=True, exist_ok=True)
+    dstate = root / "var/lib/libra-test-docker/state.json"
+    if not dstate.exists():
+        try:
+            daemon_cfg = json.loads((root / "etc/docker/daemon.json").read_text())
+        except (OSError, ValueError):
+            daemon_cfg = {}
+        dstate.parent.mkdir(parents=True, exist_ok=True)
+        dstate.write_text(json.dumps({"projects": {}, "images": {}, "networks": [],
+                                      "daemon": {"config": daemon_cfg, "restarts": 0}}, indent=1) + "\n")
 
 
 def recordings() -> list[str]:
