@@ -1,11 +1,519 @@
-"""Per-instance GPU memory accounting (stub, filled in next)."""
+"""Per-instance GPU memory accounting, the way vLLM's V1 engine does it.
+
+What vLLM does at startup (v0.11, ``vllm/v1/worker/gpu_worker.py``):
+
+1. ``init_device`` creates the CUDA context, takes a memory snapshot and refuses to start when
+   the free memory is below ``gpu_memory_utilization x total`` ("Free memory on device ... is
+   less than desired GPU memory utilization"). The budget is per process; the context sits
+   outside it.
+2. ``load_model`` measures the weights (``Model loading took X GiB``): torch-allocated bytes,
+   so each tensor counts at the size PyTorch's caching allocator hands out.
+3. ``determine_available_memory`` runs one profile forward pass at ``max_num_batched_tokens``
+   tokens followed by a dummy sampler run over ``min(max_num_seqs, max_num_batched_tokens)``
+   rows, and sets  KV memory = utilization x total - weights - torch peak increase - non-torch
+   increase.
+4. The KV cache is cut into blocks of ``block_size`` tokens; vLLM refuses to start when one
+   ``max_model_len`` request does not fit ("... larger than the maximum number of tokens that
+   can be stored in KV cache").
+5. CUDA graphs are captured after the KV cache exists: before v0.21 their memory is outside
+   the budget (``catalog/engine.yml`` ``cuda_graphs_in_budget``).
+
+All arithmetic is in integer bytes; GiB figures are rounded only for display.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from .errors import PlannerError
+from .models import load_engine_catalog, resolve_model_config
+
+KIB = 1 << 10
+MIB = 1 << 20
+GIB = 1 << 30
+
+_DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
+_DTYPE_ALIASES = {
+    "half": "float16",
+    "float16": "float16",
+    "fp16": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float": "float32",
+    "float32": "float32",
+}
+_KV_DTYPE_BYTES = {"fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
+
+# PyTorch CUDACachingAllocator (c10/cuda/CUDACachingAllocator.cpp): requests are rounded to
+# 512 B; requests of 10 MiB and more get their own segment rounded up to 2 MiB, and the tail
+# of a block is split off only when it is larger than 1 MiB (kSmallSize), so a tail of at most
+# 1 MiB stays inside the allocated block and counts as allocated.
+_ALLOC_MIN_BLOCK = 512
+_ALLOC_MIN_LARGE = 10 * MIB
+_ALLOC_ROUND_LARGE = 2 * MIB
+_ALLOC_SMALL_SIZE = 1 * MIB
+
+# vLLM pads embedding rows to a multiple of 64 (DEFAULT_VOCAB_PADDING_SIZE,
+# vllm/model_executor/layers/vocab_parallel_embedding.py).
+_VOCAB_PADDING = 64
+
+# Bytes per (row x vocab) element that the PyTorch-native top-k/top-p sampler keeps alive at
+# its peak during the profile's dummy sampler run (top_k and top_p are both set there):
+# V1 (vllm/v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p on fp32 logits): fp32 copy 4,
+#   sorted values 4, sort indices int64 8, top-k mask 1, softmax/cumsum 4, top-p mask 1,
+#   scattered result 4 = 26.  (FlashInfer's sampler needs compute capability >= 8.0 and less
+#   memory; the native figure is the conservative one and the one Turing uses.)
+# V0 (vllm/model_executor/layers/sampler.py _apply_top_k_top_p): fp32 copy 4, sorted 4,
+#   indices 8, top-k mask 1, softmax 4, cumsum 4, top-p mask 1, inverse indices 8, gathered
+#   result 4 = 38.
+# Both add the model-dtype logits the caller still holds.
+_SAMPLER_BYTES_PER_ELEMENT = {"v1": 26, "v0": 38}
+
+# AWQ dequantizes the whole weight to fp16 and runs a dense matmul when a batch has >= 256
+# tokens (vllm/model_executor/layers/quantization/awq.py, FP16_MATMUL_HEURISTIC_CONDITION);
+# the GPTQ (exllama) kernel allocates a dequantized copy of the weight per call
+# (csrc/quantization/gptq/q_gemm.cu, temp_dq). Marlin kernels (compute capability >= 8.0,
+# 4/8-bit only) need no such copy.
+_AWQ_DENSE_MIN_TOKENS = 256
+
+# CUDA-graph memory (outside the budget before v0.21): an empirical fit to the captures vLLM
+# logged in data/vllm_startup_observations.csv rows 14, 16 (V0) and 33 (V1): a fixed 64 MiB
+# plus, per layer, about five hidden-size activations per token of the largest capture size
+# kept in the shared graph pool. It only sizes headroom; the KV figures do not depend on it.
+_CUDA_GRAPH_FIXED_BYTES = 64 * MIB
+_CUDA_GRAPH_HIDDEN_MULTIPLE = 5
+
+
+def _gib(nbytes: int | float) -> float:
+    return round(nbytes / GIB, 4)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def allocator_block_bytes(nbytes: int) -> int:
+    """Bytes PyTorch's caching allocator accounts for one fresh tensor of ``nbytes``."""
+    if nbytes <= 0:
+        return 0
+    rounded = _ceil_div(nbytes, _ALLOC_MIN_BLOCK) * _ALLOC_MIN_BLOCK
+    if rounded < _ALLOC_MIN_LARGE:
+        return rounded
+    segment = _ceil_div(rounded, _ALLOC_ROUND_LARGE) * _ALLOC_ROUND_LARGE
+    return segment if segment - rounded <= _ALLOC_SMALL_SIZE else rounded
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _number(
+    data: dict,
+    field: str,
+    filter_name: str,
+    *,
+    required: bool = True,
+    integer: bool = False,
+    default: Any = None,
+    prefix: str = "",
+) -> Any:
+    """A numeric field: bools, non-numeric strings and missing required fields are refused."""
+    value = data.get(field) if isinstance(data, dict) else None
+    name = f"{prefix}{field}"
+    if value is None:
+        if required:
+            raise PlannerError(filter_name, name, "missing (required)")
+        return default
+    if isinstance(value, bool):
+        raise PlannerError(filter_name, name, f"must be a number, not a boolean (got {value!r})")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise PlannerError(
+                filter_name, name, f"must be {'an integer' if integer else 'a number'} (got {value!r})"
+            ) from None
+    if not isinstance(value, (int, float)) or isinstance(value, float) and not math.isfinite(value):
+        raise PlannerError(filter_name, name, f"must be a number (got {value!r})")
+    if integer:
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise PlannerError(filter_name, name, f"must be a whole number (got {value!r})")
+            value = int(value)
+    return value
+
+
+def _positive(value: int | float, field: str, filter_name: str) -> None:
+    if value <= 0:
+        raise PlannerError(filter_name, field, f"must be > 0 (got {value!r})")
+
+
+def _bool(data: dict, field: str, filter_name: str, default: bool = False) -> bool:
+    value = data.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no"):
+        return value.strip().lower() in ("true", "yes")
+    raise PlannerError(filter_name, field, f"must be true or false (got {value!r})")
+
+
+def parse_compute_capability(value: Any, filter_name: str) -> tuple[int, int]:
+    """``"7.5"`` -> ``(7, 5)``."""
+    if isinstance(value, bool) or value is None:
+        raise PlannerError(filter_name, "compute_capability", f"must be a string such as \"7.5\" (got {value!r})")
+    text = str(value).strip()
+    parts = text.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise PlannerError(filter_name, "compute_capability", f"must look like \"7.5\" (got {value!r})")
+    return int(parts[0]), int(parts[1])
+
+
+def gpu_memory(gpu: dict, filter_name: str) -> dict:
+    """Validated GPU figures in bytes: ``total``, ``free`` (None when unknown), ``cc``."""
+    if not isinstance(gpu, dict):
+        raise PlannerError(filter_name, "gpu", f"must be a mapping (got {type(gpu).__name__})")
+    total_mib = _number(gpu, "memory_total_mib", filter_name, prefix="gpu.")
+    _positive(total_mib, "gpu.memory_total_mib", filter_name)
+    total = int(round(total_mib * MIB))
+    free_mib = _number(gpu, "memory_free_mib", filter_name, required=False, prefix="gpu.")
+    used_mib = _number(gpu, "memory_used_mib", filter_name, required=False, prefix="gpu.")
+    free: int | None = None
+    if free_mib is not None:
+        if free_mib < 0:
+            raise PlannerError(filter_name, "gpu.memory_free_mib", f"must be >= 0 (got {free_mib!r})")
+        free = min(int(round(free_mib * MIB)), total)
+    elif used_mib is not None:
+        if used_mib < 0:
+            raise PlannerError(filter_name, "gpu.memory_used_mib", f"must be >= 0 (got {used_mib!r})")
+        free = max(total - int(round(used_mib * MIB)), 0)
+    cc = parse_compute_capability(gpu.get("compute_capability"), filter_name)
+    return {"total": total, "free": free, "cc": cc}
+
+
+# --------------------------------------------------------------------------- dtype
+
 
 def choose_dtype(compute_capability: str, requested: str | None, model_dtype: str, filter_name: str) -> str:
-    raise NotImplementedError
+    """The activation/weight dtype vLLM will run with.
+
+    ``auto`` (vLLM's default) keeps bfloat16 for a bfloat16 model on compute capability >= 8.0
+    and otherwise uses float16; bfloat16 needs compute capability >= 8.0 (vLLM refuses it
+    below: "Bfloat16 is only supported on GPUs with compute capability of at least 8.0").
+    """
+    major, minor = parse_compute_capability(compute_capability, filter_name)
+    has_bf16 = (major, minor) >= (8, 0)
+    req = "auto" if requested is None else str(requested).strip().lower()
+    if req == "auto":
+        model = _DTYPE_ALIASES.get(str(model_dtype).replace("torch.", "").lower(), "float16")
+        return "bfloat16" if model == "bfloat16" and has_bf16 else "float16"
+    if req not in _DTYPE_ALIASES:
+        raise PlannerError(
+            filter_name, "dtype", f"must be one of auto, float16, bfloat16, float32 (got {requested!r})"
+        )
+    dtype = _DTYPE_ALIASES[req]
+    if dtype == "bfloat16" and not has_bf16:
+        raise PlannerError(
+            filter_name,
+            "dtype",
+            f"bfloat16 needs compute capability >= 8.0 but this GPU has {major}.{minor}: "
+            "use dtype float16 (or auto)",
+        )
+    return dtype
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def _linear_tensor_bytes(in_f: int, out_f: int, quant: dict | None, bias: bool, dtype_bytes: int) -> list[int]:
+    """Byte sizes of the parameter tensors vLLM allocates for one linear layer."""
+    tensors: list[int] = []
+    if quant is None:
+        tensors.append(in_f * out_f * dtype_bytes)
+    else:
+        bits = quant["bits"]
+        group = quant["group_size"] if quant["group_size"] > 0 else in_f
+        groups = _ceil_div(in_f, group)
+        # int32 words hold 32 // bits values (GPTQ packs along the input, AWQ along the output).
+        pack = 32 // bits
+        if quant["method"] == "gptq":
+            tensors.append(_ceil_div(in_f, pack) * out_f * 4)  # qweight
+            tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros
+            tensors.append(groups * out_f * dtype_bytes)  # scales
+            tensors.append(in_f * 4)  # g_idx (always created by vLLM's GPTQ method)
+        else:  # awq
+            tensors.append(in_f * _ceil_div(out_f, pack) * 4)  # qweight
+            tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros
+            tensors.append(groups * out_f * dtype_bytes)  # scales
+    if bias:
+        tensors.append(out_f * dtype_bytes)
+    return tensors
+
+
+def _layer_linears(arch: dict) -> list[tuple[str, int, int, bool]]:
+    """(name, in_features, out_features, bias) of one decoder layer's linear layers, merged as vLLM merges them."""
+    h, i = arch["hidden_size"], arch["intermediate_size"]
+    q = arch["num_heads"] * arch["head_dim"]
+    kv = arch["num_kv_heads"] * arch["head_dim"]
+    return [
+        ("self_attn.qkv_proj", h, q + 2 * kv, arch["qkv_bias"]),
+        ("self_attn.o_proj", q, h, False),
+        ("mlp.gate_up_proj", h, 2 * i, False),
+        ("mlp.down_proj", i, h, False),
+    ]
+
+
+def _quant_for(name: str, quant: dict | None) -> dict | None:
+    if quant is None:
+        return None
+    short = name.split(".")[-1]
+    parts = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}.get(short, (short,))
+    for module in quant["modules_not_converted"]:
+        if any(module in f"{name.split('.')[0]}.{p}" or module == p for p in parts):
+            return None
+    return quant
+
+
+def weights_bytes(arch: dict, dtype_bytes: int) -> int:
+    """What vLLM logs as ``Model loading took X GiB`` (torch-allocated bytes after loading)."""
+    h = arch["hidden_size"]
+    quant = arch["quantization"]
+    layer: list[int] = []
+    for name, in_f, out_f, bias in _layer_linears(arch):
+        layer.extend(_linear_tensor_bytes(in_f, out_f, _quant_for(name, quant), bias, dtype_bytes))
+    layer.extend([h * dtype_bytes, h * dtype_bytes])  # input and post-attention RMSNorm
+    per_layer = sum(allocator_block_bytes(t) for t in layer)
+    vocab = _ceil_div(arch["vocab_size"], _VOCAB_PADDING) * _VOCAB_PADDING
+    embed = allocator_block_bytes(vocab * h * dtype_bytes)
+    lm_head = 0 if arch["tie_word_embeddings"] else embed  # tied: one tensor serves both
+    final_norm = allocator_block_bytes(h * dtype_bytes)
+    # Rotary cos/sin cache: max_position_embeddings x rotary_dim in the model dtype, one per
+    # model (vLLM caches get_rope instances), vllm/model_executor/layers/rotary_embedding.
+    rope = allocator_block_bytes(arch["max_position_embeddings"] * arch["rotary_dim"] * dtype_bytes)
+    return arch["num_layers"] * per_layer + embed + lm_head + final_norm + rope
+
+
+def _uses_marlin(quant: dict, cc: tuple[int, int]) -> bool:
+    # vLLM picks gptq_marlin / awq_marlin on compute capability >= 8.0 for 4- and 8-bit
+    # (AWQ: 4-bit) checkpoints; everything else runs the exllama GPTQ or the AWQ kernel.
+    if cc < (8, 0):
+        return False
+    if quant["method"] == "awq":
+        return quant["bits"] == 4
+    return quant["bits"] in (4, 8)
+
+
+def activation_bytes(
+    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], engine: str
+) -> int:
+    """Torch peak increase of the profile run: max(forward pass, dummy sampler run)."""
+    h, i, vocab = arch["hidden_size"], arch["intermediate_size"], arch["vocab_size"]
+    b = dtype_bytes
+    quant = arch["quantization"]
+    dequant_up = dequant_down = 0
+    if quant is not None and not _uses_marlin(quant, cc):
+        if quant["method"] == "gptq" or tokens >= _AWQ_DENSE_MIN_TOKENS:
+            if _quant_for("mlp.gate_up_proj", quant) is not None:
+                dequant_up = allocator_block_bytes(h * 2 * i * b)
+            if _quant_for("mlp.down_proj", quant) is not None:
+                dequant_down = allocator_block_bytes(i * h * b)
+    # The MLP is the widest point of a layer: while down_proj runs, the layer input, the
+    # residual, the gate_up output (2i), the activation output (i) and the down output are
+    # alive; while gate_up runs, input, residual, a dequantized weight copy and its output.
+    forward = max(
+        tokens * b * (2 * h + 2 * i) + dequant_up,
+        tokens * b * (3 * h + 3 * i) + dequant_down,
+    )
+    sampler = rows * vocab * (b + _SAMPLER_BYTES_PER_ELEMENT[engine]) + tokens * h * b
+    return max(forward, sampler)
+
+
+def kv_bytes_per_token(arch: dict, kv_dtype_bytes: int) -> int:
+    """2 (K and V) x layers x kv_heads x head_dim x bytes."""
+    return 2 * arch["num_layers"] * arch["num_kv_heads"] * arch["head_dim"] * kv_dtype_bytes
+
+
+def cuda_graph_bytes(arch: dict, dtype_bytes: int, max_num_seqs: int, engine_facts: dict, enforce_eager: bool) -> int:
+    if enforce_eager:
+        return 0
+    capture = min(2 * max_num_seqs, int(engine_facts.get("cuda_graph_max_capture_size", 512)))
+    return _CUDA_GRAPH_FIXED_BYTES + capture * arch["num_layers"] * _CUDA_GRAPH_HIDDEN_MULTIPLE * arch["hidden_size"] * dtype_bytes
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def _ceil_util(nbytes: int, total: int) -> float:
+    """Smallest utilization with two decimals whose budget holds ``nbytes``."""
+    hundredths = _ceil_div(nbytes * 100, total)
+    # int(util x total) in vLLM; stay on the safe side of float rounding
+    while int(hundredths * total // 100) < nbytes:
+        hundredths += 1
+    return hundredths / 100
+
+
+def _floor_util(nbytes: int, total: int) -> float:
+    return max(nbytes * 100 // total, 0) / 100
+
+
+def _settings(instance: dict, filter_name: str, total: int, facts: dict) -> dict:
+    util = _number(instance, "gpu_memory_utilization", filter_name)
+    if not 0 < util <= 1:
+        raise PlannerError(filter_name, "gpu_memory_utilization", f"must be in (0, 1] (got {util!r})")
+    max_model_len = _number(instance, "max_model_len", filter_name, integer=True)
+    _positive(max_model_len, "max_model_len", filter_name)
+    engine = str(instance.get("engine") or facts.get("engine", "v1")).lower()
+    if engine not in _SAMPLER_BYTES_PER_ELEMENT:
+        raise PlannerError(filter_name, "engine", f"must be v1 or v0 (got {instance.get('engine')!r})")
+    large = total >= int(facts.get("large_gpu_min_gib", 70)) * GIB
+    seqs_default = int(facts["large_gpu_max_num_seqs" if large else "default_max_num_seqs"])
+    max_num_seqs = _number(instance, "max_num_seqs", filter_name, required=False, integer=True, default=seqs_default)
+    _positive(max_num_seqs, "max_num_seqs", filter_name)
+    batched = _number(instance, "max_num_batched_tokens", filter_name, required=False, integer=True)
+    if batched is None:
+        if engine == "v0":
+            # V0 without chunked prefill: max(max_model_len, 2048) (vllm/config.py SchedulerConfig)
+            batched = max(max_model_len, 2048)
+        else:
+            batched = int(facts["large_gpu_max_num_batched_tokens" if large else "default_max_num_batched_tokens"])
+    _positive(batched, "max_num_batched_tokens", filter_name)
+    kv_dtype = str(instance.get("kv_cache_dtype") or "auto").strip().lower()
+    if kv_dtype != "auto" and kv_dtype not in _KV_DTYPE_BYTES:
+        raise PlannerError(
+            filter_name, "kv_cache_dtype", f"must be one of auto, {', '.join(_KV_DTYPE_BYTES)} (got {instance.get('kv_cache_dtype')!r})"
+        )
+    return {
+        "util": float(util),
+        "max_model_len": int(max_model_len),
+        "max_num_seqs": int(max_num_seqs),
+        "max_num_batched_tokens": int(batched),
+        "kv_cache_dtype": kv_dtype,
+        "enforce_eager": _bool(instance, "enforce_eager", filter_name),
+        "engine": engine,
+    }
 
 
 def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_plan") -> dict:
-    raise NotImplementedError
+    """Memory plan of one vLLM instance alone on ``gpu`` (see DESIGN.md, contract 4)."""
+    if not isinstance(instance, dict):
+        raise PlannerError(filter_name, "instance", f"must be a mapping (got {type(instance).__name__})")
+    facts = load_engine_catalog()
+    mem = gpu_memory(gpu, filter_name)
+    total, free = mem["total"], mem["free"]
+    s = _settings(instance, filter_name, total, facts)
+    arch = resolve_model_config(instance, filter_name)
+    dtype = choose_dtype(str(gpu.get("compute_capability")), instance.get("dtype"), arch["torch_dtype"], filter_name)
+    b = _DTYPE_BYTES[dtype]
+    kv_b = _KV_DTYPE_BYTES.get(s["kv_cache_dtype"], b)
+    block = int(facts.get("block_size", 16))
+
+    budget = int(s["util"] * total)
+    weights = weights_bytes(arch, b)
+    rows = min(s["max_num_seqs"], s["max_num_batched_tokens"])
+    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], s["engine"])
+    non_torch = int(round(float(facts["non_torch_gib"]) * GIB))
+    context = int(round(float(facts["cuda_context_gib"]) * GIB))
+    graphs = cuda_graph_bytes(arch, b, s["max_num_seqs"], facts, s["enforce_eager"])
+    graphs_inside = bool(facts.get("cuda_graphs_in_budget", False))
+
+    non_kv = weights + activation + non_torch + (graphs if graphs_inside else 0)
+    kv_bytes = budget - non_kv
+    per_token = kv_bytes_per_token(arch, kv_b)
+    block_bytes = per_token * block
+    blocks = max(kv_bytes, 0) // block_bytes
+    kv_tokens = blocks * block
+    needed_tokens = _ceil_div(s["max_model_len"], block) * block
+    needed_kv = needed_tokens * per_token
+    outside = context + (0 if graphs_inside else graphs)
+    needs = budget + outside
+    available = free if free is not None else total
+    util_min = _ceil_util(non_kv + needed_kv, total)
+    util_max = _floor_util(available - outside, total)
+
+    reasons: list[str] = []
+    tot_gib = _gib(total)
+    model = arch["id"]
+    if s["max_model_len"] > arch["max_position_embeddings"]:
+        reasons.append(
+            f"{model}: max_model_len {s['max_model_len']} exceeds the model's max_position_embeddings "
+            f"{arch['max_position_embeddings']}: shorten max_model_len to <= {arch['max_position_embeddings']}"
+        )
+    fix_util = (
+        f"raise gpu_memory_utilization to >= {util_min:.2f}"
+        if util_min <= util_max
+        else f"gpu_memory_utilization would have to be >= {util_min:.2f} but at most {util_max:.2f} is available"
+    )
+    if kv_bytes <= 0:
+        reasons.append(
+            f"{model}: needs {_gib(non_kv):.2f} GiB for weights ({_gib(weights):.2f}) + activations "
+            f"({_gib(activation):.2f}) + non-torch ({_gib(non_torch):.2f}) but the budget "
+            f"{s['util']:.2f} x {tot_gib:.2f} GiB = {_gib(budget):.2f} GiB leaves nothing for the KV cache: "
+            f"{fix_util}, lower max_num_batched_tokens/max_num_seqs, or pick a smaller/quantized model"
+        )
+    elif kv_tokens < s["max_model_len"]:
+        reasons.append(
+            f"{model}: the KV cache holds {kv_tokens} tokens ({_gib(max(kv_bytes, 0)):.2f} GiB) but one "
+            f"max_model_len request needs {s['max_model_len']} ({_gib(needed_kv):.2f} GiB): {fix_util}, "
+            f"shorten max_model_len to <= {kv_tokens}, or pick a smaller/quantized model"
+        )
+    if available - context < budget:
+        where = f"{_gib(free):.2f} GiB free" if free is not None else f"{tot_gib:.2f} GiB total"
+        startable = _floor_util(available - context, total)
+        fix = (
+            f"lower gpu_memory_utilization to <= {startable:.2f} or free GPU memory"
+            if startable > 0
+            else "free GPU memory (stop what holds it) or use a bigger GPU"
+        )
+        reasons.append(
+            f"{model}: vLLM starts only when free memory after its CUDA context ({_gib(context):.2f} GiB) is >= "
+            f"{s['util']:.2f} x {tot_gib:.2f} GiB = {_gib(budget):.2f} GiB, but the GPU has {where}: {fix}"
+        )
+    elif available < needs:
+        reasons.append(
+            f"{model}: the CUDA context ({_gib(context):.2f} GiB) and CUDA graphs ({_gib(graphs):.2f} GiB) sit outside "
+            f"the {_gib(budget):.2f} GiB budget and need {_gib(needs):.2f} GiB in all, more than the "
+            f"{_gib(available):.2f} GiB available: "
+            + (f"lower gpu_memory_utilization to <= {util_max:.2f} or " if util_max > 0 else "")
+            + "set enforce_eager: true"
+        )
+
+    return {
+        "model": model,
+        "quantization": arch["quantization"]["method"] if arch["quantization"] else None,
+        "quantization_verified": arch["quantization"]["verified"] if arch["quantization"] else True,
+        "dtype": dtype,
+        "kv_cache_dtype": s["kv_cache_dtype"],
+        "engine": s["engine"],
+        "gpu_memory_utilization": s["util"],
+        "max_model_len": s["max_model_len"],
+        "max_num_seqs": s["max_num_seqs"],
+        "max_num_batched_tokens": s["max_num_batched_tokens"],
+        "enforce_eager": s["enforce_eager"],
+        "gpu_total_gib": tot_gib,
+        "budget_gib": _gib(budget),
+        "weights_gib": _gib(weights),
+        "activation_gib": _gib(activation),
+        "non_torch_gib": _gib(non_torch),
+        "cuda_graph_gib": _gib(graphs),
+        "cuda_graphs_in_budget": graphs_inside,
+        "cuda_context_gib": _gib(context),
+        "kv_cache_gib": _gib(max(kv_bytes, 0)),
+        "kv_bytes_per_token": per_token,
+        "kv_cache_tokens": kv_tokens,
+        "min_kv_tokens_needed": needed_tokens,
+        "max_concurrency": round(kv_tokens / s["max_model_len"], 2),
+        "needs_gib": _gib(needs),
+        "headroom_gib": _gib(available - needs),
+        "min_gpu_memory_utilization": util_min,
+        "max_gpu_memory_utilization": max(util_max, 0.0),
+        "fits": not reasons,
+        "reasons": reasons,
+        # exact integers for callers that add plans up (vllm_multi_plan)
+        "budget_bytes": budget,
+        "needs_bytes": needs,
+        "outside_budget_bytes": outside,
+        "non_kv_bytes": non_kv,
+        "kv_cache_bytes": kv_bytes,
+    }

@@ -221,10 +221,7 @@ def _model_facts(instance: dict, model_catalog: dict, tier: str, filter_name: st
 def _planner_instance(instance: dict) -> dict:
     """The keys the planner reads (DESIGN.md contract 4)."""
     keys = ("model", "model_config", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "dtype", "kv_cache_dtype", "enforce_eager")
-    out = {k: instance[k] for k in keys if k in instance and instance[k] is not None}
-    if out.get("model_config") is not None:
-        out.pop("model", None)
-    return out
+    return {k: instance[k] for k in keys if k in instance and instance[k] is not None}
 
 
 def _plan(built: dict, gpu: dict, filter_name: str) -> dict:
