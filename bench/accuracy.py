@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""Memory-planner accuracy against real vLLM startup logs.
+
+Runs ``plan_instance`` over every usable row of ``vllm_startup_observations.csv`` and prints,
+per row, the predicted and observed weights and KV cache, the KV error as a share of the
+instance's budget (utilization x total), and the fits verdict. Rows the planner does not model
+are listed with the reason they are skipped. Exits non-zero when a target is missed:
+
+    weights: median error <= 1 %, worst <= 2 %  (of the observed weights)
+    KV cache: median error <= 2 %, worst <= 4 % of the budget
+    fits verdict right on every row where it can be judged
+
+Rules for rows from other engines and versions (the planner targets the pinned V1 engine):
+  * V0 rows are planned with ``engine: v0``: V0 profiles ``max_num_batched_tokens`` tokens,
+    which is max(max_model_len, 2048) without chunked prefill, and samples with V0's sampler.
+    KV = budget - weights - peak activation - non-torch memory holds for both engines, and
+    CUDA graphs sit outside the budget in every version here (all < v0.21).
+  * Weights do not depend on the engine or version: every row with a logged
+    ``Model loading took`` and a modelled architecture is compared.
+  * The V1 startup check (free >= utilization x total) runs before any model code, so a row
+    that failed it is judged on the verdict whatever its model or parallelism.
+
+Usage: bench/accuracy.py [--data PATH]   (default: ../shared/data/... from the repository root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import statistics
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO_ROOT, "filter_plugins"))
+
+from libra_planner import PlannerError, plan_instance  # noqa: E402  (path set just above)
+from libra_planner.memory import GIB, MIB  # noqa: E402
+
+DEFAULT_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "vllm_startup_observations.csv")
+
+TARGETS = {"weights_median": 1.0, "weights_worst": 2.0, "kv_median": 2.0, "kv_worst": 4.0}
+
+# Row model name (prefix, case-insensitive) -> catalog id with the same architecture.
+# Qwen2.5-0.5B (base) has the -Instruct architecture (same config.json fields);
+# DeepSeek-R1-Distill-Llama-8B is in the catalog itself.
+MODEL_MAP = [
+    ("qwen/qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
+    ("qwen/qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
+    ("qwen/qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct"),
+    ("qwen/qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct"),
+    ("deepseek-ai/deepseek-r1-distill-llama-8b", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"),
+    ("meta-llama/llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct"),
+]
+
+# Compute capability by GPU name (NVIDIA's CUDA GPU list, developer.nvidia.com/cuda-gpus).
+# It decides dtype (bf16 needs >= 8.0) and quantized kernels; unnamed GPUs that logged
+# bfloat16 or FlashAttention are >= 8.0.
+CC_BY_NAME = [("t4", "7.5"), ("2070", "7.5"), ("turing", "7.5"), ("3090", "8.6"), ("4060", "8.9"), ("4090", "8.9"), ("h100", "9.0")]
+
+
+def first_number(text: str) -> float | None:
+    match = re.search(r"-?\d+(?:\.\d+)?", (text or "").replace(",", ""))
+    return float(match.group()) if match else None
+
+
+def skip_reason(row: dict) -> str | None:
+    """Why the planner cannot model this row at all (None: it can)."""
+    model = row["model"].lower()
+    notes = (row["notes"] + " " + row["model"]).lower()
+    tp = first_number(row["tensor_parallel"]) or 1
+    if "moe" in notes.split() or "gpt-oss" in model or "qwen3-235b" in model or model.startswith("deepseek-ai/deepseek-r1,") or model == "deepseek-ai/deepseek-r1":
+        return "mixture-of-experts model (not modelled)"
+    if "bitsandbytes" in row["quantization"].lower() or "bnb" in model:
+        return "bitsandbytes quantization (not modelled)"
+    if "multimodal" in notes or "llava" in model or "conditionalgeneration" in notes:
+        return "multimodal: the vision tower's weights and encoder profile are not modelled"
+    if tp > 1:
+        return f"tensor_parallel={int(tp)}: per-GPU sharding and NCCL buffers are not modelled"
+    return None
+
+
+def catalog_id(row: dict) -> str | None:
+    model = row["model"].lower()
+    for prefix, target in MODEL_MAP:
+        if model.startswith(prefix):
+            return target
+    return None
+
+
+def gpu_total_gib(row: dict) -> float | None:
+    text = row["gpu_total_mem_reported_gib"]
+    if text:
+        value = first_number(text)
+        return value / 1024 if "mib" in text.lower() else value
+    mib = re.search(r"(\d+)\s*MiB", row["gpu_identification"])
+    return int(mib.group(1)) / 1024 if mib else None
+
+
+def compute_capability(row: dict) -> str:
+    name = (row["gpu"] + " " + row["gpu_identification"]).lower()
+    for key, cc in CC_BY_NAME:
+        if key in name:
+            return cc
+    return "8.0"
+
+
+def instance_for(row: dict, model: str) -> dict:
+    engine = "v0" if row["engine"].strip().upper().startswith("V0") else "v1"
+    inst: dict = {"model": model, "engine": engine}
+    dtype = row["dtype"].lower()
+    inst["dtype"] = "bfloat16" if dtype.startswith("bfloat16") else "float16" if dtype.startswith("float16") else "auto"
+    for field in ("gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens"):
+        value = first_number(row[field])
+        if value is not None:
+            inst[field] = value if field == "gpu_memory_utilization" else int(value)
+    inst["enforce_eager"] = row["enforce_eager"].strip().lower().startswith("true")
+    return inst
+
+
+def pct(a: float, b: float) -> float:
+    return 100.0 * a / b
+
+
+def run(path: str) -> int:
+    with open(path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    weight_errs: list[float] = []
+    kv_errs: list[float] = []
+    verdicts: list[bool] = []
+    skipped: list[str] = []
+    print(f"{'row':>4}  {'model':<34} {'weights pred/obs GiB':>22} {'err%':>6}  {'KV pred/obs GiB':>17} {'%budget':>8}  verdict pred/obs")
+    for row in rows:
+        rid = row["row_id"]
+        # "ok ..." or "first instance ok; second ... failed" (the row's figures are the first's)
+        ok = re.match(r"(first instance )?ok\b", row["outcome"].strip().lower()) is not None
+        reason = skip_reason(row)
+        startup_fail = "less than desired gpu memory utilization" in row["outcome"].lower()
+        if reason and startup_fail:
+            # Judge the V1 startup check alone: it runs before any model code.
+            free = re.search(r"\((\d+(?:\.\d+)?)/(\d+(?:\.\d+)?) GiB\)", row["outcome"])
+            if free:
+                gpu = {"memory_total_mib": float(free.group(2)) * 1024, "memory_free_mib": float(free.group(1)) * 1024,
+                       "compute_capability": compute_capability(row)}
+                inst = instance_for(row, catalog_id(row) or "Qwen/Qwen2.5-0.5B-Instruct")
+                plan = plan_instance(inst, gpu)
+                said = any("vLLM starts only when free memory" in r for r in plan["reasons"])
+                verdicts.append(said and not plan["fits"])
+                print(f"{rid:>4}  {row['model'][:34]:<34} {'-':>22} {'-':>6}  {'-':>17} {'-':>8}  "
+                      f"{'fits' if plan['fits'] else 'no-fit(startup check)' if said else 'no-fit'}/no-fit  [startup-check rule]")
+                continue
+        if reason:
+            skipped.append(f"{rid:>4}  {row['model'][:60]}: {reason}")
+            continue
+        model = catalog_id(row)
+        if model is None:
+            skipped.append(f"{rid:>4}  {row['model'][:60]}: architecture not in the catalog")
+            continue
+        inst = instance_for(row, model)
+        total = gpu_total_gib(row)
+        gpu = {"memory_total_mib": (total or 80.0) * 1024, "compute_capability": compute_capability(row)}
+        if "gpu_memory_utilization" not in inst:
+            inst["gpu_memory_utilization"] = 0.9
+        if "max_model_len" not in inst:
+            inst["max_model_len"] = 2048
+        try:
+            plan = plan_instance(inst, gpu)
+        except PlannerError as err:
+            skipped.append(f"{rid:>4}  {row['model'][:60]}: planner refused it: {err}")
+            continue
+        w_obs = first_number(row["obs_model_loading_gib"])
+        w_txt, w_err_txt = "-", "-"
+        if w_obs:
+            err = pct(plan["weights_gib"] - w_obs, w_obs)
+            weight_errs.append(abs(err))
+            w_txt, w_err_txt = f"{plan['weights_gib']:.3f}/{w_obs:.3f}", f"{err:+.2f}"
+        util_known = first_number(row["gpu_memory_utilization"]) is not None
+        kv_obs = first_number(row["obs_kv_cache_gib"])
+        tokens_obs = first_number(row["obs_kv_tokens"])
+        if kv_obs is None and tokens_obs is not None:
+            kv_obs = tokens_obs * plan["kv_bytes_per_token"] / GIB
+        kv_txt, kv_err_txt, verdict_txt = "-", "-", "n/a (no total/utilization)"
+        if total is not None and util_known and kv_obs is not None:
+            budget = plan["budget_bytes"] / GIB
+            err = pct(plan["kv_cache_bytes"] / GIB - kv_obs, budget)
+            kv_errs.append(abs(err))
+            kv_txt, kv_err_txt = f"{plan['kv_cache_bytes'] / GIB:.2f}/{kv_obs:.2f}", f"{err:+.2f}"
+            verdicts.append(plan["fits"] == ok)
+            verdict_txt = f"{'fits' if plan['fits'] else 'no-fit'}/{'fits' if ok else 'no-fit'}"
+        elif kv_obs is not None:
+            kv_txt = f"-/{kv_obs:.2f}"
+        print(f"{rid:>4}  {row['model'][:34]:<34} {w_txt:>22} {w_err_txt:>6}  {kv_txt:>17} {kv_err_txt:>8}  "
+              f"{verdict_txt}  [{inst['engine']}]")
+    print("\nskipped rows:")
+    for line in skipped:
+        print(line)
+
+    failures: list[str] = []
+
+    def summary(name: str, errs: list[float], median_target: float, worst_target: float, unit: str) -> None:
+        if not errs:
+            failures.append(f"{name}: no usable rows")
+            print(f"{name}: no usable rows")
+            return
+        median, worst = statistics.median(errs), max(errs)
+        met = median <= median_target and worst <= worst_target
+        if not met:
+            failures.append(name)
+        print(f"{name}: {len(errs)} rows, median |error| {median:.2f} % (target <= {median_target}), "
+              f"worst {worst:.2f} % (target <= {worst_target}) {unit}: {'met' if met else 'MISSED'}")
+
+    print()
+    summary("weights", weight_errs, TARGETS["weights_median"], TARGETS["weights_worst"], "of observed weights")
+    summary("kv cache", kv_errs, TARGETS["kv_median"], TARGETS["kv_worst"], "of the budget")
+    right = sum(verdicts)
+    verdict_met = bool(verdicts) and right == len(verdicts)
+    if not verdict_met:
+        failures.append("verdict")
+    print(f"fits verdict: {right}/{len(verdicts)} right: {'met' if verdict_met else 'MISSED'}")
+    if failures:
+        print(f"targets missed: {', '.join(failures)}")
+        return 1
+    print("all targets met")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=DEFAULT_DATA, help="observations CSV (default: %(default)s)")
+    args = parser.parse_args()
+    if not os.path.exists(args.data):
+        print(f"data file not found: {args.data}", file=sys.stderr)
+        return 2
+    return run(args.data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
