@@ -242,7 +242,10 @@ def _linear_tensor_bytes(in_f: int, out_f: int, quant: dict | None, bias: bool, 
             tensors.append(_ceil_div(in_f, pack) * out_f * 4)  # qweight
             tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros
             tensors.append(groups * out_f * dtype_bytes)  # scales
-            tensors.append(in_f * 4)  # g_idx (always created by vLLM's GPTQ method)
+            if quant["desc_act"]:
+                # g_idx (int32 per input row): vLLM's GPTQ method replaces it with an empty
+                # tensor after loading unless the checkpoint uses act-order (desc_act)
+                tensors.append(in_f * 4)
         else:  # awq
             tensors.append(in_f * _ceil_div(out_f, pack) * 4)  # qweight
             tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros
