@@ -103,6 +103,11 @@ def vllm_plan_table(resolved, summary=False):
     return _tiers.plan_table(_unwrap(resolved), bool(summary))
 
 
+def vllm_gpu_for_plan(gpu, apps=None, own_process_regex=None):
+    """``gpu | vllm_gpu_for_plan(apps)``: the GPU with memory held by running vLLM processes counted as free."""
+    return _smi.gpu_for_plan(_unwrap(gpu), _unwrap(apps) or [], own_process_regex or _smi.OWN_PROCESS_REGEX, "vllm_gpu_for_plan")
+
+
 def vllm_select_gpu(gpus, index=0):
     """``gpus | vllm_select_gpu(index)``: the GPU with that nvidia-smi index; an error lists the valid ones."""
     return _smi.select_gpu(_unwrap(gpus), index, "vllm_select_gpu")
@@ -125,5 +130,6 @@ class FilterModule:
                 vllm_gpu_preset,
                 vllm_select_gpu,
                 vllm_plan_table,
+                vllm_gpu_for_plan,
             )
         }

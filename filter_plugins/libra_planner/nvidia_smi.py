@@ -195,3 +195,35 @@ def select_gpu(gpus: list[dict], index, filter_name: str = "gpu_facts") -> dict:
         if gpu["index"] == wanted:
             return gpu
     raise PlannerError(filter_name, "gpu_facts_index", f"no GPU with index {wanted}; this host has {valid}")
+
+
+# vLLM's engine process names itself VLLM::EngineCore (V1 engine, via setproctitle); older images
+# show the interpreter. Override with preflight_own_process_regex where other Python GPU work runs.
+OWN_PROCESS_REGEX = r"(?i)vllm|(^|/)python3?(\.\d+)?$"
+
+
+def gpu_for_plan(gpu: dict, apps=None, own_process_regex: str = OWN_PROCESS_REGEX, filter_name: str = "vllm_gpu_for_plan") -> dict:
+    """The GPU as a (re)deployment sees it: memory held by vLLM processes counts as free.
+
+    A running stack is replaced (or left alone) by the deployment, so its memory must not make
+    the plan fail on the second run; memory held by anything else stays used.
+    """
+    out = dict(gpu)
+    used = gpu.get("memory_used_mib")
+    if used is None:
+        return out
+    try:
+        pattern = re.compile(own_process_regex)
+    except re.error as err:
+        raise PlannerError(filter_name, "own_process_regex", f"not a regular expression: {err}") from None
+    own = 0
+    for app in apps or []:
+        if app.get("gpu_uuid") not in (None, gpu.get("uuid")):
+            continue
+        if pattern.search(app.get("process_name") or "") and app.get("used_memory_mib"):
+            own += int(app["used_memory_mib"])
+    foreign = max(int(used) - own, 0)
+    out["memory_used_mib"] = foreign
+    out["memory_free_mib"] = max(int(gpu["memory_total_mib"]) - foreign, 0)
+    out["memory_held_by_vllm_mib"] = own
+    return out

@@ -234,27 +234,50 @@ def _plan(built: dict, gpu: dict, filter_name: str) -> dict:
         inst["dtype"] = memory_mod.choose_dtype(cap, inst.get("dtype"), model_dtype or "bfloat16", filter_name)
         inst["quantization"] = quant
     auto = [i for i, inst in enumerate(built["instances"]) if inst["gpu_memory_utilization"] == "auto"]
+    solver_reasons: list[str] = []
     if auto:
-        solved = multi_mod.solve_utilization(
-            [_planner_instance({**inst, "gpu_memory_utilization": None} if i in auto else inst) for i, inst in enumerate(built["instances"])],
-            gpu,
-            int(built["min_concurrency"]),
-            float(built["margin_gib"]),
-            filter_name,
-        )
+        solved = _solve(built, gpu, auto, multi_mod, filter_name, solver_reasons)
         for i in auto:
             built["instances"][i]["gpu_memory_utilization"] = round(float(solved[i]), 4)
-        built["utilization_solved"] = [built["instances"][i]["name"] for i in auto]
-    else:
-        built["utilization_solved"] = []
+    built["utilization_solved"] = [built["instances"][i]["name"] for i in auto]
     plan = multi_mod.plan_instances([_planner_instance(inst) for inst in built["instances"]], gpu, filter_name)
     for inst, inst_plan in zip(built["instances"], plan["instances"]):
         inst["plan"] = inst_plan
-    built["fits"] = bool(plan["fits"])
-    built["reasons"] = list(plan.get("reasons") or [])
+    built["fits"] = bool(plan["fits"]) and not solver_reasons
+    built["reasons"] = solver_reasons + [r for r in plan.get("reasons") or [] if r not in solver_reasons]
     built["total_needs_gib"] = plan.get("total_needs_gib", plan.get("total_budget_gib"))
     built["free_after_gib"] = plan.get("free_after_gib")
     return built
+
+
+def _is_fit_error(err: PlannerError) -> bool:
+    """The solver's "cannot fit" errors name the instance list, bad input names a field."""
+    return err.field == "instances" or err.field.startswith("instances[")
+
+
+def _solve(built: dict, gpu: dict, auto: list[int], multi_mod, filter_name: str, reasons: list[str]) -> list[float]:
+    """Utilizations for the `auto` instances; when they cannot fit together, each one's own
+    smallest utilization (or the whole card) so the plan can still report what it would need."""
+    args = (int(built["min_concurrency"]), float(built["margin_gib"]), filter_name)
+    instances = [_planner_instance({**inst, "gpu_memory_utilization": None}) for inst in built["instances"]]
+    try:
+        return multi_mod.solve_utilization(instances, gpu, *args)
+    except PlannerError as err:
+        if not _is_fit_error(err):
+            raise
+        reasons.append(err.message)
+    alone = []
+    for i, inst in enumerate(instances):
+        if i not in auto:
+            alone.append(float(built["instances"][i]["gpu_memory_utilization"]))
+            continue
+        try:
+            alone.append(float(multi_mod.solve_utilization([inst], {k: v for k, v in gpu.items() if k != "memory_free_mib"}, *args)[0]))
+        except PlannerError as err:
+            if not _is_fit_error(err):
+                raise
+            alone.append(1.0)
+    return alone
 
 
 def _resolve_one(catalog, tier, gpu, models, overrides, filter_name) -> dict:
@@ -336,10 +359,33 @@ def _public(resolved: dict, requested: str, gpu: dict) -> dict:
     return out
 
 
+def _min_needs_gib(resolved: dict) -> float | None:
+    """GPU memory the tier needs at the smallest utilizations that hold its max_model_len.
+
+    Per instance: min utilization x total + what sits outside the budget (CUDA context, graphs).
+    """
+    total = 0.0
+    for inst in resolved.get("instances", []):
+        plan = inst.get("plan") or {}
+        try:
+            outside = float(plan["needs_gib"]) - float(plan["budget_gib"])
+            total += max(float(plan["min_gpu_memory_utilization"]) * float(plan["gpu_total_gib"]), float(plan["budget_gib"])) + outside
+        except (KeyError, TypeError, ValueError):
+            return None
+    return total
+
+
 def _need_line(resolved: dict, gpu: dict) -> str:
     needs = resolved.get("total_needs_gib")
+    at_least = _min_needs_gib(resolved)
+    if needs is not None and at_least is not None:
+        needs = max(float(needs), at_least)
     needs_text = f"{float(needs):.2f} GiB" if needs is not None else "more memory than it has"
-    return f"tier {resolved['name']} needs {needs_text} of GPU memory; {_gpu_label(gpu)} has {_gib(gpu['memory_total_mib']):.2f} GiB"
+    has = f"{_gib(gpu['memory_total_mib']):.2f} GiB"
+    free = gpu.get("memory_free_mib")
+    if isinstance(free, (int, float)) and free < gpu["memory_total_mib"]:
+        has += f" ({_gib(free):.2f} GiB free)"
+    return f"tier {resolved['name']} needs {needs_text} of GPU memory; {gpu.get('name') or 'the GPU'} has {has}"
 
 
 def resolve_tier(
