@@ -269,12 +269,18 @@ def _layer_linears(arch: dict) -> list[tuple[str, int, int, bool]]:
 
 
 def _quant_for(name: str, quant: dict | None) -> dict | None:
+    """``quant`` unless ``modules_not_converted`` leaves this (merged) linear layer unquantized.
+
+    Entries are module paths or names ("lm_head", "mlp.down_proj", "model.layers.3.self_attn");
+    a per-layer entry is applied to every layer, which over- rather than under-counts memory.
+    """
     if quant is None:
         return None
-    short = name.split(".")[-1]
+    block, short = name.split(".")
     parts = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}.get(short, (short,))
     for module in quant["modules_not_converted"]:
-        if any(module in f"{name.split('.')[0]}.{p}" or module == p for p in parts):
+        tail = module.strip(".").split(".")
+        if tail[-1] == block or tail[-1] in parts or tail[-1] == short:
             return None
     return quant
 
@@ -448,6 +454,12 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         if util_min <= util_max
         else f"gpu_memory_utilization would have to be >= {util_min:.2f} but at most {util_max:.2f} is available"
     )
+    if s["max_num_batched_tokens"] < s["max_num_seqs"]:
+        reasons.append(
+            f"{model}: max_num_batched_tokens ({s['max_num_batched_tokens']}) must be >= max_num_seqs "
+            f"({s['max_num_seqs']}) (vLLM's scheduler config refuses it): raise max_num_batched_tokens "
+            "or lower max_num_seqs"
+        )
     if kv_bytes <= 0:
         reasons.append(
             f"{model}: needs {_gib(non_kv):.2f} GiB for weights ({_gib(weights):.2f}) + activations "

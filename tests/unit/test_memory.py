@@ -320,3 +320,10 @@ def test_bigger_gpu_never_turns_a_fit_into_a_non_fit(model, cc, small_mib, grow_
         assert big["fits"], big["reasons"]
     assert big["kv_cache_tokens"] >= small["kv_cache_tokens"]
     assert big["weights_gib"] == small["weights_gib"]
+
+
+def test_batched_tokens_below_max_num_seqs_is_refused(rtx4090):
+    plan = plan_instance({"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 1024,
+                          "max_num_seqs": 256, "max_num_batched_tokens": 128}, rtx4090)
+    assert plan["fits"] is False
+    assert "max_num_batched_tokens (128) must be >= max_num_seqs (256)" in plan["reasons"][0]

@@ -133,3 +133,23 @@ def test_engine_catalog_pins_an_image_matching_its_version():
     assert engine["image"] == f"vllm/vllm-openai:v{engine['vllm_version']}"
     assert engine["cuda_graphs_in_budget"] is False  # outside the budget before v0.21
     assert engine["block_size"] == 16
+
+
+@pytest.mark.parametrize(
+    ("not_converted", "unquantized_layers"),
+    [
+        ([], 0),
+        (["lm_head"], 0),  # lm_head is never quantized here anyway
+        (["mlp.down_proj"], 1),
+        (["model.layers.0.self_attn"], 2),  # qkv + o
+    ],
+)
+def test_modules_not_converted_stay_16_bit(not_converted, unquantized_layers, rtx3060):
+    cfg = dict(_hf_config("Qwen/Qwen2.5-3B-Instruct"),
+               quantization_config={"quant_method": "awq", "bits": 4, "group_size": 128, "modules_to_not_convert": not_converted})
+    base = dict(_hf_config("Qwen/Qwen2.5-3B-Instruct"),
+                quantization_config={"quant_method": "awq", "bits": 4, "group_size": 128})
+    settings = {"gpu_memory_utilization": 0.8, "max_model_len": 1024}
+    with_list = plan_instance(dict(settings, model_config=cfg), rtx3060)["weights_gib"]
+    without = plan_instance(dict(settings, model_config=base), rtx3060)["weights_gib"]
+    assert (with_list > without) == (unquantized_layers > 0)
