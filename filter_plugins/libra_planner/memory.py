@@ -67,8 +67,16 @@ _VOCAB_PADDING = 64
 # V0 (vllm/model_executor/layers/sampler.py _apply_top_k_top_p): fp32 copy 4, sorted 4,
 #   indices 8, top-k mask 1, softmax 4, cumsum 4, top-p mask 1, inverse indices 8, gathered
 #   result 4 = 38.
-# Both add the model-dtype logits the caller still holds.
+# FlashInfer (V1 forward_cuda, top_k_top_p_sampling_from_logits): fp32 copy 4, top-k masked
+#   logits 4, probabilities 4 = 12. The vllm/vllm-openai image ships FlashInfer and V1 uses it
+#   unless VLLM_USE_FLASHINFER_SAMPLER=0; pip installs often lack it, and later releases refuse
+#   it on compute capability 7.5 ("FlashInfer top-p/top-k sampling unavailable: unsupported
+#   compute capability 7.5"). The planner assumes the native sampler unless the instance says
+#   `sampler: flashinfer`, which errs on the side of a smaller KV cache, never a larger one.
+# All add the model-dtype logits the caller still holds.
 _SAMPLER_BYTES_PER_ELEMENT = {"v1": 26, "v0": 38}
+_FLASHINFER_SAMPLER_BYTES_PER_ELEMENT = 12
+_SAMPLERS = ("native", "flashinfer")
 
 # AWQ dequantizes the whole weight to fp16 and runs a dense matmul when a batch has >= 256
 # tokens (vllm/model_executor/layers/quantization/awq.py, FP16_MATMUL_HEURISTIC_CONDITION);
@@ -315,7 +323,7 @@ def _uses_marlin(quant: dict, cc: tuple[int, int]) -> bool:
 
 
 def activation_bytes(
-    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], engine: str
+    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], engine: str, sampler: str = "native"
 ) -> int:
     """Torch peak increase of the profile run: max(forward pass, dummy sampler run)."""
     h, i, vocab = arch["hidden_size"], arch["intermediate_size"], arch["vocab_size"]
@@ -335,8 +343,11 @@ def activation_bytes(
         tokens * b * (2 * h + 2 * i) + dequant_up,
         tokens * b * (3 * h + 3 * i) + dequant_down,
     )
-    sampler = rows * vocab * (b + _SAMPLER_BYTES_PER_ELEMENT[engine]) + tokens * h * b
-    return max(forward, sampler)
+    per_element = _SAMPLER_BYTES_PER_ELEMENT[engine]
+    if engine == "v1" and sampler == "flashinfer":
+        per_element = _FLASHINFER_SAMPLER_BYTES_PER_ELEMENT
+    sampling = rows * vocab * (b + per_element) + tokens * h * b
+    return max(forward, sampling)
 
 
 def kv_bytes_per_token(arch: dict, kv_dtype_bytes: int) -> int:
@@ -393,7 +404,11 @@ def _settings(instance: dict, filter_name: str, total: int, facts: dict) -> dict
         raise PlannerError(
             filter_name, "kv_cache_dtype", f"must be one of auto, {', '.join(_KV_DTYPE_BYTES)} (got {instance.get('kv_cache_dtype')!r})"
         )
+    sampler = str(instance.get("sampler") or "native").strip().lower()
+    if sampler not in _SAMPLERS:
+        raise PlannerError(filter_name, "sampler", f"must be one of {', '.join(_SAMPLERS)} (got {instance.get('sampler')!r})")
     return {
+        "sampler": sampler,
         "util": float(util),
         "max_model_len": int(max_model_len),
         "max_num_seqs": int(max_num_seqs),
@@ -421,7 +436,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     budget = int(s["util"] * total)
     weights = weights_bytes(arch, b)
     rows = min(s["max_num_seqs"], s["max_num_batched_tokens"])
-    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], s["engine"])
+    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], s["engine"], s["sampler"])
     non_torch = int(round(float(facts["non_torch_gib"]) * GIB))
     context = int(round(float(facts["cuda_context_gib"]) * GIB))
     graphs = cuda_graph_bytes(arch, b, s["max_num_seqs"], facts, s["enforce_eager"])
@@ -501,6 +516,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         "dtype": dtype,
         "kv_cache_dtype": s["kv_cache_dtype"],
         "engine": s["engine"],
+        "sampler": s["sampler"],
         "gpu_memory_utilization": s["util"],
         "max_model_len": s["max_model_len"],
         "max_num_seqs": s["max_num_seqs"],

@@ -327,3 +327,15 @@ def test_batched_tokens_below_max_num_seqs_is_refused(rtx4090):
                           "max_num_seqs": 256, "max_num_batched_tokens": 128}, rtx4090)
     assert plan["fits"] is False
     assert "max_num_batched_tokens (128) must be >= max_num_seqs (256)" in plan["reasons"][0]
+
+
+def test_flashinfer_sampler_needs_less_than_native(rtx4090):
+    """256 sampler rows x 151936 vocab: native keeps ~28 B per element alive, FlashInfer ~14."""
+    inst = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 4096}
+    native = plan_instance(inst, rtx4090)
+    flashinfer = plan_instance(dict(inst, sampler="flashinfer"), rtx4090)
+    assert native["sampler"] == "native"
+    assert flashinfer["activation_gib"] < native["activation_gib"]
+    assert native["activation_gib"] - flashinfer["activation_gib"] == pytest.approx(256 * 151936 * 14 / GIB, abs=0.01)
+    with pytest.raises(PlannerError, match=r"^vllm_memory_plan: field 'sampler'"):
+        plan_instance(dict(inst, sampler="fast"), rtx4090)
