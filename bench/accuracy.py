@@ -180,7 +180,8 @@ def run(path: str) -> int:
         tokens_obs = first_number(row["obs_kv_tokens"])
         if kv_obs is None and tokens_obs is not None:
             kv_obs = tokens_obs * plan["kv_bytes_per_token"] / GIB
-        kv_txt, kv_err_txt, verdict_txt = "-", "-", "n/a (no total/utilization)"
+        missing = "GPU total" if total is None else "utilization" if not util_known else "KV figure"
+        kv_txt, kv_err_txt, verdict_txt = "-", "-", f"n/a ({missing} not logged)"
         if total is not None and util_known and kv_obs is not None:
             budget = plan["budget_bytes"] / GIB
             err = pct(plan["kv_cache_bytes"] / GIB - kv_obs, budget)
