@@ -207,7 +207,8 @@ def _model_facts(instance: dict, model_catalog: dict, tier: str, filter_name: st
         import difflib  # noqa: PLC0415
 
         close = difflib.get_close_matches(instance["model"], list(model_catalog), n=3, cutoff=0.5)
-        hint = f"; close catalog ids: {', '.join(close)}" if close else f"; catalog ids: {', '.join(sorted(model_catalog))}"
+        known = sorted(model_catalog)
+        hint = f"; close catalog ids: {', '.join(close)}" if close else f"; catalog ids include: {', '.join(known[:6])}{', ...' if len(known) > 6 else ''}"
         raise PlannerError(
             filter_name,
             f"vllm_models.{instance['model_slot']}",
@@ -459,7 +460,32 @@ def resolve_all(catalog: dict | None, gpu: dict, models=None, overrides=None, fi
     """Every tier resolved on ``gpu`` (best quality first), for reports; never raises for a non-fit."""
     if catalog is None:
         catalog = load_tier_catalog()
-    return [resolve_tier(catalog, name, gpu, models, overrides, filter_name) for name in tier_names(catalog)]
+    results = []
+    for name in tier_names(catalog):
+        try:
+            results.append(resolve_tier(catalog, name, gpu, models, overrides, filter_name))
+        except PlannerError as err:
+            # A tier this input cannot even plan (a model outside the catalog for its slot, bf16 on
+            # Turing...) is reported as such; the other tiers are still shown.
+            spec = catalog["tiers"][name]
+            results.append(
+                _public(
+                    {
+                        "name": name,
+                        "compose_file": spec["compose_file"],
+                        "vllm_mode": spec["vllm_mode"],
+                        "quality_rank": spec["quality_rank"],
+                        "fits": False,
+                        "reasons": [str(err)],
+                        "instances": [],
+                        "total_needs_gib": None,
+                        "free_after_gib": None,
+                    },
+                    name,
+                    gpu,
+                )
+            )
+    return results
 
 
 # --------------------------------------------------------------------------- report

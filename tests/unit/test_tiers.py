@@ -219,6 +219,12 @@ def test_resolve_all_reports_every_tier_without_raising():
     results = resolve_all(copy.deepcopy(CATALOG), gpu_from_preset("rtx2070"))
     assert [r["name"] for r in results] == tier_names(CATALOG)
     assert any(not r["fits"] for r in results) and any(r["fits"] for r in results)
+    # a tier that cannot be planned at all is reported with its error, the others still are
+    results = resolve_all(copy.deepcopy(CATALOG), gpu_from_preset("rtx2070"), models={"int2": "acme/unknown-7b-int2"})
+    by_name = {r["name"]: r for r in results}
+    assert not by_name["int2"]["fits"]
+    assert "vllm_models.int2" in by_name["int2"]["reasons"][0]
+    assert by_name["single"]["fits"]
 
 
 # --------------------------------------------------------------------------- laws
