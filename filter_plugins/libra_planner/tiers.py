@@ -219,6 +219,25 @@ def _model_facts(instance: dict, model_catalog: dict, tier: str, filter_name: st
     return _field(_field(entry, "config", {}), "torch_dtype"), _field(quant, "method")
 
 
+def _effective_quantization(instance: dict, cap: str, models_mod, memory_mod, filter_name: str) -> str | None:
+    """The --quantization value that runs the kernel the planner assumed.
+
+    vLLM upgrades a 4-bit AWQ / 4- and 8-bit GPTQ checkpoint to its Marlin kernel on compute
+    capability >= 8.0 only when --quantization is unset or names the Marlin variant; an explicit
+    ``awq`` forces the slow kernel ("... you specified quantization=awq explicitly, so forcing
+    awq", vllm-project/vllm#20112). So the resolved value names the Marlin variant where the
+    planner counts Marlin, and the plain method elsewhere (Turing).
+    """
+    arch = models_mod.resolve_model_config(_planner_instance(instance), filter_name)
+    quant = arch.get("quantization")
+    if not quant:
+        return None
+    uses_marlin = getattr(memory_mod, "_uses_marlin", None)
+    if uses_marlin is not None and uses_marlin(quant, memory_mod.parse_compute_capability(cap, filter_name)):
+        return f"{quant['method']}_marlin"
+    return quant["method"]
+
+
 def _planner_instance(instance: dict) -> dict:
     """The keys the planner reads (DESIGN.md contract 4)."""
     keys = ("model", "model_config", "gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "dtype", "kv_cache_dtype", "enforce_eager")
@@ -231,9 +250,9 @@ def _plan(built: dict, gpu: dict, filter_name: str) -> dict:
     model_catalog = _model_catalog()
     cap = str(gpu["compute_capability"])
     for inst in built["instances"]:
-        model_dtype, quant = _model_facts(inst, model_catalog, built["name"], filter_name)
+        model_dtype, _ = _model_facts(inst, model_catalog, built["name"], filter_name)
         inst["dtype"] = memory_mod.choose_dtype(cap, inst.get("dtype"), model_dtype or "bfloat16", filter_name)
-        inst["quantization"] = quant
+        inst["quantization"] = _effective_quantization(inst, cap, models_mod, memory_mod, filter_name)
     auto = [i for i, inst in enumerate(built["instances"]) if inst["gpu_memory_utilization"] == "auto"]
     solver_reasons: list[str] = []
     if auto:

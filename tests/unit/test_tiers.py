@@ -121,11 +121,28 @@ def test_vllm_models_override_and_unknown_model():
     gpu = gpu_from_preset("rtx4090")
     resolved = _resolve("single", gpu, models={"small": "Qwen/Qwen2.5-3B-Instruct-GPTQ-Int4"})
     assert resolved["instances"][0]["model"] == "Qwen/Qwen2.5-3B-Instruct-GPTQ-Int4"
-    assert resolved["instances"][0]["quantization"] == "gptq"
+    assert resolved["instances"][0]["quantization"] == "gptq_marlin"  # Ada: vLLM's Marlin kernel
+
     with pytest.raises(PlannerError) as info:
         _resolve("single", gpu, models={"small": "acme/NotAModel-3B"})
     assert info.value.field == "vllm_models.small"
     assert "no entry in catalog/models.yml and no model_config" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "preset,tier,expected",
+    [
+        # Turing has no Marlin kernel: plain AWQ / GPTQ; Ampere and Ada run 4-bit AWQ on Marlin,
+        # and an explicit --quantization awq would force the slow kernel (vllm-project/vllm#20112).
+        ("rtx2070", "dual", ["awq", "awq"]),
+        ("rtx3060", "dual", ["awq_marlin", "awq_marlin"]),
+        ("rtx2070", "ultralight", ["gptq"]),
+        ("rtx4090", "ultralight", ["gptq_marlin"]),
+        ("rtx4090", "int2", ["gptq"]),  # 2-bit GPTQ has no Marlin kernel
+    ],
+)
+def test_quantization_flag_matches_the_kernel_planned(preset, tier, expected):
+    assert [i["quantization"] for i in _resolve(tier, gpu_from_preset(preset))["instances"]] == expected
 
 
 def test_unknown_model_with_model_config_is_planned():
