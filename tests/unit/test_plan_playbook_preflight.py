@@ -1,6 +1,6 @@
 """playbooks/preflight.yml through real Ansible, against the nvidia-smi test double.
 
-One run over five local hosts, each with its own recorded GPU (tests/doubles/recordings, each
+One run over seven local hosts, each with its own recorded GPU (tests/doubles/recordings, each
 citing the GitHub issue its output comes from) or none, so the role's real nvidia-smi path runs:
 
 * 24 GB RTX 4090, tier=auto            -> plans the dual stack, fact vllm_tier_resolved set
@@ -18,11 +18,28 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 
 import pytest
+import yaml
 
-from test_plan_playbook import PLAYBOOK, ROOT, local_hosts, run_playbook
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.dirname(sys.executable)
+PLAYBOOK = shutil.which("ansible-playbook", path=BIN) or shutil.which("ansible-playbook")
+
+
+def local_hosts(hosts: dict) -> dict:
+    return {"all": {"hosts": hosts, "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
+
+
+def run_playbook(args, tmp_path, inventory: dict, callback: str):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK=callback, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    return subprocess.run([PLAYBOOK, "-i", str(inv), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
 
 DOUBLES = os.path.join(ROOT, "tests", "doubles")
 DOUBLE = os.path.join(DOUBLES, "bin", "nvidia-smi")
