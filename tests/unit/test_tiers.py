@@ -218,6 +218,15 @@ def test_every_suggestion_is_true(gpu, tier, overrides):
     assert checked or "nothing smaller in the catalog fits this GPU" in resolved["reasons"], resolved["reasons"]
 
 
+def test_the_guides_dual_settings_do_not_survive_8gb():
+    # The guide runs both instances at 0.85 with 2048 tokens on an 8 GB RTX 2070: 1.70 of the card.
+    guide = {"dual": {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_batched_tokens": 4096}}
+    resolved = _resolve("dual", gpu_from_preset("rtx2070"), overrides=guide)
+    assert not resolved["fits"]
+    assert [i["gpu_memory_utilization"] for i in resolved["instances"]] == [0.85, 0.85]
+    assert resolved["instances"][1]["plan"]["fits"] is False  # the second one cannot start
+
+
 def test_shorter_context_is_proposed_when_context_is_the_problem():
     resolved = _resolve("single", gpu_from_preset("rtx2070"), overrides=FIXED_UTIL_LONG_CONTEXT)
     assert not resolved["fits"]
