@@ -1,0 +1,255 @@
+"""Every tier x several GPU recordings rendered through the real roles, then checked.
+
+One ``ansible-playbook site.yml --tags preflight,stack`` run renders all cases at once: each case
+is an inventory host (connection local) with its own ``vllm_stack_dir`` and
+``vllm_stack_start=false``, so nothing calls Docker. Cases whose plan does not fit must stop in
+preflight and leave their directory absent; the others must render a compose file that passes the
+Compose spec (check-jsonschema's vendored ``compose-spec.json``) and carries the plan's values.
+
+Expected values come from the planner itself (``libra_planner.tiers.resolve_tier``) on the same
+GPU; the checks here are about the wiring from plan to files, plus facts independent of the
+planner: Turing (compute capability 7.5) has no bfloat16 (NVIDIA CUDA programming guide, bf16
+arithmetic needs compute capability >= 8.0), the dual file name and the service_healthy ordering.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from libra_planner import tiers as planner_tiers
+from libra_planner.errors import PlannerError
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+DOUBLES = REPO / "tests" / "doubles"
+SECRET = "hf_render_test_token_7f3a"
+API_KEY = "sk-render-test-key-91b2"
+
+TIERS = ["dual", "single", "ultralight", "int2", "auto"]
+# GPU presets of catalog/gpus.yml (nvidia-smi memory.total of real cards, sources there) ...
+PRESETS = ["rtx2070", "rtx3060", "t4", "rtx4090"]
+# ... and a multi-GPU host replayed by the nvidia-smi double (tests/doubles/recordings, source
+# cited in the recording): GPU 1 of an RTX 2080 Ti 22 GB + TITAN RTX host.
+MULTI = "multi-2080ti22gb-titanrtx"
+MULTI_CASES = [("auto", 1), ("dual", 1), ("single", 0)]
+
+
+def _cases() -> list[dict]:
+    cases = []
+    for gpu in PRESETS:
+        for tier in TIERS:
+            cases.append({"host": f"{tier}-{gpu}", "tier": tier, "preset": gpu})
+    for tier, index in MULTI_CASES:
+        cases.append({"host": f"{tier}-multi{index}", "tier": tier, "multi_index": index})
+    return cases
+
+
+CASES = _cases()
+
+
+def _gpu_for(case: dict) -> dict:
+    if "preset" in case:
+        return planner_tiers.gpu_from_preset(case["preset"])
+    rec = json.loads((DOUBLES / "recordings" / "nvidia-smi" / f"{MULTI}.json").read_text())
+    g = rec["gpus"][case["multi_index"]]
+    return {"index": g["index"], "name": g["name"], "uuid": g["uuid"], "memory_total_mib": g["memory_total_mib"],
+            "compute_capability": g["compute_cap"]}
+
+
+def _parse_env(path: Path) -> dict:
+    env = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, _, value = line.partition("=")
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def _interpolate(text: str, env: dict) -> str:
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env[m.group(1)], text)
+
+
+def _flags(command: list[str]) -> dict:
+    flags, i = {}, 0
+    while i < len(command):
+        arg = command[i]
+        if arg.startswith("--"):
+            if i + 1 < len(command) and not command[i + 1].startswith("--"):
+                flags[arg] = command[i + 1]
+                i += 2
+                continue
+            flags[arg] = True
+        i += 1
+    return flags
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Render every case with one ansible-playbook run; return the work dir and per-host failures."""
+    if shutil.which("ansible-playbook", path=str(VENV_BIN)) is None:
+        pytest.skip("ansible-playbook is not installed next to this Python (run through make test)")
+    work = tmp_path_factory.mktemp("render")
+    gpu_file = work / "gpu"
+    gpu_file.write_text(MULTI + "\n")
+    hosts = {}
+    for case in CASES:
+        hv = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "tier": case["tier"],
+            "vllm_stack_dir": str(work / case["host"]),
+            "vllm_stack_start": False,
+            "vllm_stack_validate_with_docker": False,
+            "vllm_stack_hf_token": SECRET,
+            "vllm_stack_api_key": API_KEY,
+            "preflight_show_summary": False,
+        }
+        if "preset" in case:
+            hv["gpu_facts_preset"] = case["preset"]
+        else:
+            hv["gpu_facts_nvidia_smi"] = str(DOUBLES / "bin" / "nvidia-smi")
+            hv["gpu_facts_index"] = case["multi_index"]
+        hosts[case["host"]] = hv
+    inventory = work / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    env = dict(os.environ)
+    env.update({
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+        "ANSIBLE_FORKS": "8",
+        "LIBRA_TEST_SHARE": str(DOUBLES),
+        "LIBRA_TEST_GPU_FILE": str(gpu_file),
+        "LIBRA_TEST_DOCKER_STATE": str(work / "no-docker-state.json"),
+    })
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", str(inventory), "--tags", "preflight,stack"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"ansible-playbook printed no JSON (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    failures = {}
+    for play in out["plays"]:
+        for task in play["tasks"]:
+            for host, res in task["hosts"].items():
+                if res.get("failed") and host not in failures:
+                    failures[host] = {"task": task["task"]["name"], "msg": str(res.get("msg", ""))}
+    return {"work": work, "failures": failures, "stdout": proc.stdout, "stderr": proc.stderr, "rc": proc.returncode}
+
+
+@pytest.fixture(scope="module")
+def compose_schema():
+    import check_jsonschema
+
+    path = Path(check_jsonschema.__file__).parent / "builtin_schemas" / "vendor" / "compose-spec.json"
+    return json.loads(path.read_text())
+
+
+def test_secrets_never_printed(run):
+    assert SECRET not in run["stdout"] + run["stderr"]
+    assert API_KEY not in run["stdout"] + run["stderr"]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["host"] for c in CASES])
+def test_case(case, run, compose_schema):
+    import jsonschema
+
+    try:
+        expected = planner_tiers.resolve_tier(None, case["tier"], _gpu_for(case), suggest=False)
+    except PlannerError:
+        expected = None  # the planner cannot even size it on this card: must be refused too
+    out_dir = run["work"] / case["host"]
+    failure = run["failures"].get(case["host"])
+
+    if expected is None or not expected["fits"]:
+        # Refused, not rendered: preflight stops before the stack stage creates anything.
+        assert failure is not None, f"{case['host']}: the plan does not fit but the run did not fail"
+        assert "Preflight |" in failure["task"], failure
+        assert not out_dir.exists(), f"{out_dir} was created for a tier that does not fit"
+        return
+
+    assert failure is None, f"{case['host']} failed in {failure}"
+    compose_path = out_dir / expected["compose_file"]
+    assert expected["compose_file"] == ("docker-compose.vllm.yml" if expected["name"] == "dual" else "docker-compose.vllm-lite.yml")
+    others = {"docker-compose.vllm.yml", "docker-compose.vllm-lite.yml"} - {expected["compose_file"]}
+    assert all(not (out_dir / o).exists() for o in others)
+
+    # Compose spec, on the file as written (variables not yet interpolated).
+    text = compose_path.read_text()
+    assert text.startswith("#\n# Ansible managed"), "templates start with ansible_managed"
+    doc = yaml.safe_load(text)
+    errors = sorted(jsonschema.Draft7Validator(compose_schema).iter_errors(doc), key=str)
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
+
+    # .env: mode 0600, defines every ${VAR} the compose file uses, holds the secrets.
+    env_path = out_dir / ".env"
+    assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
+    env = _parse_env(env_path)
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    assert used - env.keys() == set(), f"undefined in .env: {sorted(used - env.keys())}"
+    assert env["HF_TOKEN"] == SECRET and env["VLLM_API_KEY"] == API_KEY
+
+    resolved = yaml.safe_load(_interpolate(text, env))
+    services = resolved["services"]
+    instances = expected["instances"]
+    gpu = _gpu_for(case)
+    for i, inst in enumerate(instances):
+        svc = services[inst["service"]]
+        assert svc["image"].startswith("vllm/vllm-openai:v") and not svc["image"].endswith(":latest")
+        assert svc["restart"] == "unless-stopped"
+        assert svc["container_name"] == inst["container_name"]
+        assert svc["shm_size"] == expected["shm_size"]
+        assert "/health" in " ".join(svc["healthcheck"]["test"])
+        assert any(v.endswith(":/root/.cache/huggingface") for v in svc["volumes"])
+        assert svc["ports"] == [f"127.0.0.1:{inst['port']}:8000"]
+        res = svc["deploy"]["resources"]
+        assert res["limits"]["memory"] == expected["container_memory_limit"]
+        (device,) = res["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+        assert device["device_ids"] == [str(gpu["uuid"] or gpu["index"])]
+        flags = _flags([str(c) for c in svc["command"]])
+        assert flags["--model"] == inst["model"]
+        assert flags["--served-model-name"] == inst["served_model_name"]
+        assert float(flags["--gpu-memory-utilization"]) == pytest.approx(float(inst["gpu_memory_utilization"]))
+        assert int(flags["--max-model-len"]) == inst["max_model_len"]
+        assert int(flags["--max-num-batched-tokens"]) == inst["max_num_batched_tokens"]
+        assert int(flags["--max-num-seqs"]) == inst["max_num_seqs"]
+        assert flags["--dtype"] == inst["dtype"]
+        assert float(flags["--swap-space"]) == float(expected["swap_space_gib"])
+        assert flags.get("--quantization") == (inst["quantization"] or None)
+        assert ("--enforce-eager" in flags) == bool(inst["enforce_eager"])
+        if gpu["compute_capability"] == "7.5":
+            assert flags["--dtype"] == "float16", "Turing has no bfloat16"
+        if i == 0:
+            assert "depends_on" not in svc
+        else:
+            # The second vLLM starts once the first holds its GPU memory.
+            assert svc["depends_on"] == {instances[i - 1]["service"]: {"condition": "service_healthy"}}
+
+    worker = services["ai-worker"]
+    assert worker["environment"]["VLLM_MODE"] == expected["vllm_mode"]
+    assert worker["environment"]["VLLM_URL"] == f"http://{instances[0]['service']}:8000/v1"
+    if expected["name"] == "dual":
+        assert worker["environment"]["VLLM_URL_2"] == f"http://{instances[1]['service']}:8000/v1"
+    assert {name for name, s in services.items() if "vllm/vllm-openai" in s["image"]} == {i["service"] for i in instances}
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["monitoring"]
+    prom = yaml.safe_load((out_dir / "prometheus" / "prometheus.yml").read_text())
+    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"{i['service']}:8000" for i in instances]
+    assert prom["scrape_configs"][0]["metrics_path"] == "/metrics"
+    ds = yaml.safe_load((out_dir / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    assert ds["datasources"][0]["url"] == "http://prometheus:9090"
