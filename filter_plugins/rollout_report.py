@@ -90,39 +90,53 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        return [v for v in value.values() if isinstance(v, Mapping)]
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return [v for v in value if isinstance(v, Mapping)]
+    return []
+
+
 def _verify_summary(verify: Any) -> dict[str, Any]:
     """Health, measured GPU memory and completion latency from vllm_verify's results.
 
-    Accepts the role's fact as a dict, either flat or with per-instance entries under
-    ``instances`` (several vLLM instances on one GPU: memory is summed, latency is the worst).
+    The role's fact (roles/vllm_verify/tasks/main.yml) carries ``passed``, ``instances``
+    (per vLLM instance: ``health_status``, ``chat_latency_ms``), ``processes`` (per instance:
+    ``used_mib`` of its GPU process) and ``gpu`` (the GPU read after the start). Measured GPU
+    memory is the sum of the vLLM processes, else the GPU's used memory; the latency is the
+    slowest instance's completion round trip.
     """
     out: dict[str, Any] = {"health": "unknown", "measured_gpu_memory_mib": None, "completion_latency_ms": None}
     if not isinstance(verify, Mapping) or not verify:
         return out
-    parts: list[Mapping[str, Any]] = [verify]
-    nested = verify.get("instances")
-    if isinstance(nested, Iterable) and not isinstance(nested, (str, bytes, Mapping)):
-        parts += [p for p in nested if isinstance(p, Mapping)]
-    elif isinstance(nested, Mapping):
-        parts += [p for p in nested.values() if isinstance(p, Mapping)]
+    instances = _dicts(verify.get("instances"))
+    processes = _dicts(verify.get("processes"))
 
-    latencies = [_num(_first(p, "completion_latency_ms", "latency_ms")) for p in parts]
+    latencies = [_num(_first(p, "chat_latency_ms", "completion_latency_ms", "latency_ms")) for p in [verify, *instances]]
     latencies = [x for x in latencies if x is not None]
     if latencies:
         out["completion_latency_ms"] = _round(max(latencies), 1)
 
-    top_memory = _num(_first(verify, "gpu_memory_used_mib", "measured_gpu_memory_mib", "memory_used_mib"))
-    if top_memory is None:
-        memories = [_num(_first(p, "gpu_memory_used_mib", "measured_gpu_memory_mib", "memory_used_mib")) for p in parts[1:]]
-        memories = [x for x in memories if x is not None]
-        top_memory = sum(memories) if memories else None
-    out["measured_gpu_memory_mib"] = _round(top_memory, 0)
+    memory = _num(_first(verify, "gpu_memory_used_mib", "measured_gpu_memory_mib"))
+    if memory is None:
+        used = [_num(_first(p, "used_mib", "gpu_memory_used_mib")) for p in processes + instances]
+        used = [x for x in used if x is not None]
+        memory = sum(used) if used else None
+    if memory is None and isinstance(verify.get("gpu"), Mapping):
+        memory = _num(verify["gpu"].get("memory_used_mib"))
+    out["measured_gpu_memory_mib"] = _round(memory, 0)
 
-    health = _first(verify, "healthy", "health", "passed", "ok")
+    health = _first(verify, "passed", "healthy", "health")
+    if isinstance(health, str) and health.lower() in ("true", "false"):
+        health = health.lower() == "true"
     if isinstance(health, bool):
         out["health"] = "ok" if health else "failed"
     elif isinstance(health, str) and health:
         out["health"] = health
+    elif instances:
+        statuses = [_num(i.get("health_status")) for i in instances]
+        out["health"] = "ok" if all(s == 200 for s in statuses) else "failed"
     return out
 
 
@@ -202,7 +216,7 @@ def rollout_report_markdown(report: Mapping[str, Any]) -> str:
     meta = report.get("rollout") or {}
     counts = meta.get("counts") or {}
     lines = ["# vLLM fleet rollout", ""]
-    for key in ("started", "finished", "check_mode", "serial", "max_fail_percentage"):
+    for key in ("started", "updated", "phase", "check_mode", "serial", "max_fail_percentage"):
         if key in meta:
             lines.append(f"- {key.replace('_', ' ')}: {_cell(meta[key])}")
     lines.append("- hosts: " + str(meta.get("hosts", len(report["hosts"]))) + " ("

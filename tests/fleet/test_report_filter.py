@@ -33,13 +33,25 @@ DUAL = {"name": "dual", "requested": "auto", "compose_file": "docker-compose.vll
               verify={"healthy": True, "gpu_memory_used_mib": 6900, "completion_latency_ms": 412.34}),
          {"result": "deployed", "health": "ok", "measured_gpu_memory_mib": 6900, "completion_latency_ms": 412.3,
           "planned": 6.8, "tier": "single", "gpu": "NVIDIA GeForce RTX 2070"}),
-        # dual: planned memory is the sum of both budgets; per-instance verify entries are summed
-        # for memory, the worst latency is reported
+        # dual, in the shape of vllm_verify_results (roles/vllm_verify/tasks/main.yml): planned
+        # memory is the sum of both budgets, measured the sum of both vLLM processes, the
+        # latency the slower instance's
         (dict(result="deployed", gpu=RTX4090, tier=DUAL,
-              verify={"health": "ok", "instances": [{"gpu_memory_used_mib": 7000, "latency_ms": 100},
-                                                      {"gpu_memory_used_mib": 11000, "latency_ms": 250}]}),
+              verify={"passed": True, "gpu": {"memory_used_mib": 19000},
+                      "instances": [{"instance": "small", "health_status": 200, "chat_latency_ms": 100},
+                                    {"instance": "large", "health_status": 200, "chat_latency_ms": 250}],
+                      "processes": [{"instance": "small", "used_mib": 7000}, {"instance": "large", "used_mib": 11000}]}),
          {"result": "deployed", "health": "ok", "measured_gpu_memory_mib": 18000, "completion_latency_ms": 250.0,
           "planned": 19.75, "tier": "dual", "gpu": "NVIDIA GeForce RTX 4090"}),
+        # no process matched: the GPU's used memory; "passed" arrives as a string from Jinja
+        (dict(result="rolled_back", gpu=RTX4090, tier=DUAL,
+              verify={"passed": "False", "gpu": {"memory_used_mib": 1234}, "instances": [{"health_status": 503}]}),
+         {"result": "rolled_back", "health": "failed", "measured_gpu_memory_mib": 1234, "completion_latency_ms": None,
+          "planned": 19.75, "tier": "dual", "gpu": "NVIDIA GeForce RTX 4090"}),
+        # health from the instances' /health status when there is no verdict
+        (dict(result="deployed", gpu=RTX2070, tier=SINGLE, verify={"instances": [{"health_status": 200}]}),
+         {"result": "deployed", "health": "ok", "measured_gpu_memory_mib": None, "completion_latency_ms": None,
+          "planned": 6.8, "tier": "single", "gpu": "NVIDIA GeForce RTX 2070"}),
         # rolled back: the failed verify says unhealthy
         (dict(result="rolled_back", gpu=RTX2070, tier=SINGLE, verify={"healthy": False}, reason="health: 503"),
          {"result": "rolled_back", "health": "failed", "measured_gpu_memory_mib": None, "completion_latency_ms": None,
