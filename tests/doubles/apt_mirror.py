@@ -202,6 +202,7 @@ def build() -> Path:
         if (final / ".ok").exists():
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f"{final.name}.tmp-", dir=cache_dir()))
+        tmp.chmod(0o755)
         try:
             _build_into(tmp)
             (tmp / ".ok").write_text("ok\n")

@@ -59,7 +59,7 @@ PACKAGES = (
     "gnupg",
     "procps",
 )
-RECIPE_VERSION = 1  # bump when the post-debootstrap steps below change
+RECIPE_VERSION = 2  # bump when the post-debootstrap steps below change
 
 
 def cache_dir() -> Path:
@@ -123,6 +123,7 @@ def build_base() -> Path:
         if shutil.which("debootstrap") is None:
             raise SystemExit("hostctl: debootstrap is missing (apt-get install debootstrap)")
         tmp = Path(tempfile.mkdtemp(prefix=f"{root.name}.tmp-", dir=cache_dir()))
+        tmp.chmod(0o755)  # it becomes the hosts' "/": mkdtemp's 0700 would lock out _apt & co.
         started = time.monotonic()
         log(f"building {root} with debootstrap ({SUITE}, {VARIANT}); about 40-60 s")
         try:
@@ -133,8 +134,10 @@ def build_base() -> Path:
             )
             if res.returncode != 0:
                 raise SystemExit(f"hostctl: debootstrap failed:\n{res.stdout[-4000:]}")
-            # Keep the base small and the hosts quiet: no apt caches, no daemons started by
-            # package scripts inside a chroot (policy-rc.d exit 101 = "action forbidden").
+            # Package lists fetched once here, so a host's `apt-get update` only revalidates
+            # them (a fresh Debian main index is ~9 MB per host otherwise); no .deb caches; no
+            # daemons started by package scripts in a chroot (policy-rc.d exit 101 = forbidden).
+            run(["chroot", str(tmp), "apt-get", "update", "-qq"])
             run(["chroot", str(tmp), "apt-get", "clean"])
             policy = tmp / "usr/sbin/policy-rc.d"
             policy.write_text("#!/bin/sh\n# test host: never start services from maintainer scripts\nexit 101\n")
