@@ -1,0 +1,142 @@
+"""The nvidia-smi double answers like nvidia-smi, from its recordings.
+
+Each recording (tests/doubles/recordings/nvidia-smi/*.json) cites the GitHub issue its output
+was pasted in; these tests check that the parsed fields agree with the raw recorded text, and
+that the double's CSV / -L / compute-apps answers are built from those fields.
+Runs on the controller: the double's paths are pointed at a temporary directory.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+RECORDINGS = HERE / "recordings" / "nvidia-smi"
+DOUBLE = HERE / "bin" / "nvidia-smi"
+NAMES = sorted(p.stem for p in RECORDINGS.glob("*.json"))
+QUERY = "index,name,uuid,memory.total,memory.used,memory.free,compute_cap,driver_version"
+
+
+def load(name):
+    return json.loads((RECORDINGS / f"{name}.json").read_text())
+
+
+def run(tmp_path, name, *args, docker_state=None):
+    share = tmp_path / "share"
+    (share / "recordings").mkdir(parents=True, exist_ok=True)
+    link = share / "recordings" / "nvidia-smi"
+    if not link.exists():
+        link.symlink_to(RECORDINGS)
+    gpu_file = tmp_path / "gpu"
+    if name is not None:
+        gpu_file.write_text(name + "\n")
+    state = tmp_path / "state.json"
+    if docker_state is not None:
+        state.write_text(json.dumps(docker_state))
+    env = {"LIBRA_TEST_SHARE": str(share), "LIBRA_TEST_GPU_FILE": str(gpu_file),
+           "LIBRA_TEST_DOCKER_STATE": str(state), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, str(DOUBLE), *args], env=env, capture_output=True, text=True, check=False)
+
+
+def test_expected_recordings_exist():
+    # The cards the project targets: 8 GB RTX 2070, 12 GB RTX 3060, T4, a 24 GB card, multi-GPU.
+    for name in ("rtx2070-8gb", "rtx3060-12gb", "t4-16gb", "rtx4090-24gb", "multi-2080ti22gb-titanrtx"):
+        assert name in NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_recording_cites_its_source_and_agrees_with_raw_text(name):
+    rec = load(name)
+    assert rec["source"].startswith("https://github.com/"), rec["source"]
+    raw = rec["raw"]
+    assert rec["driver_version"] in raw
+    for gpu in rec["gpus"]:
+        assert gpu["name"] in raw
+        assert re.fullmatch(r"\d+\.\d", gpu["compute_cap"])
+        assert re.fullmatch(r"GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", gpu["uuid"])
+        if gpu["uuid"] not in raw:
+            assert "uuid" in rec["derived"], f"{name}: UUID neither recorded nor marked derived"
+        if f"{gpu['memory_total_mib']}MiB" not in raw.replace(" ", "") and str(gpu["memory_total_mib"]) not in raw:
+            assert "memory_total_mib" in rec["derived"], f"{name}: memory total neither recorded nor marked derived"
+    # a table recording: every "used / total" pair in it belongs to a recorded GPU
+    totals = [int(t) for t in re.findall(r"\|\s+\d+MiB /\s+(\d+)MiB \|", raw)]
+    if totals:
+        assert totals == [g["memory_total_mib"] for g in rec["gpus"]]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_query_gpu_csv_matches_recording(tmp_path, name):
+    rec = load(name)
+    res = run(tmp_path, name, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits")
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == len(rec["gpus"])
+    for line, gpu in zip(lines, rec["gpus"]):
+        idx, gname, uuid, total, used, free, cc, driver = [f.strip() for f in line.split(",")]
+        assert (int(idx), gname, uuid, int(total), cc, driver) == (
+            gpu["index"], gpu["name"], gpu["uuid"], gpu["memory_total_mib"], gpu["compute_cap"], rec["driver_version"])
+        assert int(used) + int(free) == int(total)
+        assert int(used) == gpu["memory_used_idle_mib"]
+
+
+@pytest.mark.parametrize("fmt,header,value", [
+    # nvidia-smi prints the unit in the header always and in the value unless nounits.
+    ("csv", "memory.total [MiB], name", "8192 MiB, NVIDIA GeForce RTX 2070"),
+    ("csv,nounits", "memory.total [MiB], name", "8192, NVIDIA GeForce RTX 2070"),
+    ("csv,noheader", None, "8192 MiB, NVIDIA GeForce RTX 2070"),
+])
+def test_csv_format_options(tmp_path, fmt, header, value):
+    res = run(tmp_path, "rtx2070-8gb", "--query-gpu=memory.total,name", f"--format={fmt}")
+    lines = res.stdout.splitlines()
+    assert lines == ([header] if header else []) + [value]
+
+
+def test_list_gpus(tmp_path):
+    res = run(tmp_path, "multi-2080ti22gb-titanrtx", "-L")
+    rec = load("multi-2080ti22gb-titanrtx")
+    assert res.stdout.splitlines() == [f"GPU {g['index']}: {g['name']} (UUID: {g['uuid']})" for g in rec["gpus"]]
+
+
+def test_select_one_gpu_with_i(tmp_path):
+    res = run(tmp_path, "multi-2080ti22gb-titanrtx", "-i", "1", "--query-gpu=index,name", "--format=csv,noheader")
+    assert res.stdout.splitlines() == ["1, NVIDIA TITAN RTX"]
+
+
+def test_no_driver_without_recording(tmp_path):
+    res = run(tmp_path, None)
+    assert res.returncode == 9
+    assert "couldn't communicate with the NVIDIA driver" in res.stdout
+
+
+def test_bad_field_is_refused(tmp_path):
+    res = run(tmp_path, "rtx2070-8gb", "--query-gpu=memory.bogus", "--format=csv")
+    assert res.returncode == 2
+    assert 'Field "memory.bogus" is not a valid field to query.' in res.stdout
+
+
+def test_vllm_processes_take_utilization_times_total(tmp_path):
+    # Two vLLM containers on one 8 GB card (the dual tier's shape) at 0.30 and 0.45.
+    state = {"projects": {"libra": {"services": {
+        "vllm-small": {"state": "running", "gpu": True, "gpu_indices": [0], "gpu_memory_utilization": 0.30, "pid": 101},
+        "vllm-large": {"state": "running", "gpu": True, "gpu_indices": [0], "gpu_memory_utilization": 0.45, "pid": 102},
+        "worker": {"state": "running", "gpu": False, "pid": 0},
+        "stopped": {"state": "exited", "gpu": True, "gpu_memory_utilization": 0.9, "pid": 0},
+    }}}}
+    rec = load("rtx2070-8gb")
+    uuid = rec["gpus"][0]["uuid"]
+    apps = run(tmp_path, "rtx2070-8gb", "--query-compute-apps=pid,process_name,used_memory,gpu_uuid",
+               "--format=csv,noheader,nounits", docker_state=state)
+    assert apps.stdout.splitlines() == [f"101, python3, {round(0.30 * 8192)}, {uuid}",
+                                        f"102, python3, {round(0.45 * 8192)}, {uuid}"]
+    mem = run(tmp_path, "rtx2070-8gb", "--query-gpu=memory.used,memory.free", "--format=csv,noheader,nounits",
+              docker_state=state)
+    used = 1 + round(0.30 * 8192) + round(0.45 * 8192)
+    assert mem.stdout.strip() == f"{used}, {8192 - used}"
+    table = run(tmp_path, "rtx2070-8gb", docker_state=state)
+    assert f"{used}MiB /   8192MiB" in table.stdout
+    assert "Driver Version: 510.68.02" in table.stdout
