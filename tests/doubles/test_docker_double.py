@@ -248,3 +248,15 @@ def test_config_quiet_validates_shape_only(host):
     (host.project / "compose.yaml").write_text("version: '3'\n")
     res = host.compose("config", "--quiet")
     assert res.returncode != 0 and "services must be a mapping" in res.stderr
+
+
+def test_api_key_is_enforced_on_v1_only(host):
+    compose = (host.project / "compose.yaml").read_text().replace('"--port", "8000"]', '"--port", "8000", "--api-key", "${KEY}"]')
+    (host.project / "compose.yaml").write_text(compose)
+    host.set_env(MODEL="Qwen/Qwen2.5-3B-Instruct-AWQ", UTIL="0.5", KEY="s3cret")
+    assert host.up("--wait").returncode == 0
+    assert get(f"http://127.0.0.1:{host.port}/health")[0] == 200
+    assert get(f"http://127.0.0.1:{host.port}/v1/models")[0] == 401
+    req = urllib.request.Request(f"http://127.0.0.1:{host.port}/v1/models", headers={"Authorization": "Bearer s3cret"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.status == 200

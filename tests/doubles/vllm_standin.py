@@ -53,9 +53,22 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, code, obj):
         self.send(code, json.dumps(obj).encode())
 
+    def unauthorized(self, path):
+        """vLLM with --api-key (or VLLM_API_KEY) answers 401 {"error": "Unauthorized"} on /v1/*
+        without `Authorization: Bearer <key>` (vllm/entrypoints/openai/api_server.py)."""
+        key = self.server.cfg.api_key
+        if not key or not path.startswith("/v1"):
+            return False
+        if self.headers.get("Authorization", "") == "Bearer " + key:
+            return False
+        self.send_json(401, {"error": "Unauthorized"})
+        return True
+
     def do_GET(self):
         cfg = self.server.cfg
         path = self.path.split("?")[0]
+        if self.unauthorized(path):
+            return
         if path == "/health":
             self.send(503 if os.path.exists(FAIL_HEALTH) else 200)
         elif path == "/v1/models":
@@ -90,6 +103,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?")[0]
+        if self.unauthorized(path):
+            return
         if path != "/v1/chat/completions":
             self.send_json(404, {"detail": "Not Found"})
             return
@@ -126,6 +141,7 @@ def main(argv=None):
     ap.add_argument("--model", required=True)
     ap.add_argument("--served-model-name", default=None)
     ap.add_argument("--max-model-len", type=int, default=2048)
+    ap.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"))
     cfg = ap.parse_args(argv)
     cfg.served_model_name = cfg.served_model_name or cfg.model
     srv = ThreadingHTTPServer((cfg.host, cfg.port), Handler)

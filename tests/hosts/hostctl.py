@@ -239,6 +239,12 @@ def install_doubles(root: Path, gpu: str | None) -> None:
             raise SystemExit(f"hostctl: no GPU recording {gpu!r}; known: {known}")
         _install(DOUBLES / "bin" / "nvidia-smi", bindir / "nvidia-smi")
         (cfg / "gpu").write_text(gpu + "\n")
+    # apt's binary caches (pkgcache.bin + srcpkgcache.bin, ~76 MB) would be rebuilt into every
+    # host's upper dir by the first apt run; apt.conf(5): an empty Dir::Cache::*pkgcache
+    # disables them (apt then builds the cache in memory).
+    aptconf = root / "etc/apt/apt.conf.d/99libra-test-no-pkgcache"
+    aptconf.write_text('// test host: keep overlay upper dirs small\nDir::Cache::pkgcache "";\n'
+                       'Dir::Cache::srcpkgcache "";\n')
     # A host with the Docker engine installed has /etc/docker (daemon.json is optional), and its
     # daemon read daemon.json when it started ("boot" = host creation).
     (root / "etc/docker").mkdir(parents=True, exist_ok=True)
