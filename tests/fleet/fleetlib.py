@@ -64,3 +64,59 @@ def results(report: dict) -> dict[str, str]:
 
 def tail(run: Run, lines: int = 80) -> str:
     return "\n".join(run.output.splitlines()[-lines:])
+
+
+# --- chroot fleets (tests/hosts/hostctl.py) ---------------------------------------------------
+
+APT_MIRROR = REPO / "tests" / "doubles" / "apt_mirror.py"
+# Per-tier instance names of catalog/tiers.yml; each host gets its own ports, because chroot
+# hosts share the controller's network namespace.
+PORT_OVERRIDES = ("{{ {'dual': {'instances': {'small': {'port': fleet_port}, 'large': {'port': fleet_port + 1}}},"
+                  " 'single': {'instances': {'small': {'port': fleet_port}}},"
+                  " 'int2': {'instances': {'int2': {'port': fleet_port}}},"
+                  " 'ultralight': {'instances': {'ultralight': {'port': fleet_port}}}}"
+                  " | combine(fleet_change | default({}), recursive=true) }}")
+
+
+def start_apt_mirror() -> str:
+    import sys
+    out = subprocess.run([sys.executable, str(APT_MIRROR), "start"], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def stop_apt_mirror() -> None:
+    import sys
+    subprocess.run([sys.executable, str(APT_MIRROR), "stop"], capture_output=True, check=False)
+
+
+def seed_hf_cache(roots) -> None:
+    """Stands in for models already in the Hugging Face cache: the docker double cannot run the
+    HF CLI inside the vLLM image, so the stage phase must find every model there and skip the
+    download (the layout huggingface_hub documents: hub/models--org--name/snapshots/rev/)."""
+    import yaml
+    models = yaml.safe_load((REPO / "catalog" / "models.yml").read_text())["models"]
+    for root in roots:
+        for model in models:
+            snap = Path(root) / "opt/libra/hf-cache/hub" / ("models--" + model.replace("/", "--")) / "snapshots/test"
+            snap.mkdir(parents=True, exist_ok=True)
+            (snap / "model.safetensors").write_bytes(b"")
+
+
+def chroot_inventory(hosts: dict[str, dict], mirror_url: str) -> dict:
+    """hosts: name -> host vars (at least ansible_host = the chroot root and fleet_port)."""
+    return {"all": {
+        "vars": {
+            "ansible_connection": "community.general.chroot",
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "tier": "auto",
+            "vllm_stack_start": True,
+            "host_memory_swap_activate": False,
+            "nvidia_toolkit_repo_url": mirror_url + "/stable/deb/$(ARCH)",
+            "nvidia_toolkit_gpg_key_url": mirror_url + "/gpgkey",
+            # The recordings come from machines whose drivers (510-580) predate what the pinned
+            # image's CUDA needs; the driver gate has its own tests in vllm_verify's scenarios.
+            "vllm_verify_min_driver": "510.0",
+            "vllm_tier_overrides": PORT_OVERRIDES,
+        },
+        "children": {"vllm_hosts": {"hosts": hosts}},
+    }}
