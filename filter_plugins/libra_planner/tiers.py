@@ -59,7 +59,7 @@ def load_tier_catalog(path: str | None = None) -> dict:
 
 @lru_cache(maxsize=4)
 def _gpu_presets_cached(path: str) -> dict:
-    return _read_yaml(path)["gpus"]
+    return validate(_read_yaml(path), "gpus", filter_name="vllm_gpu_preset")["gpus"]
 
 
 def load_gpu_presets(path: str | None = None) -> dict:

@@ -134,7 +134,7 @@ def test_unknown_schema_lists_known_ones():
     assert "inventory" in info.value.message and "tiers" in info.value.message
 
 
-@pytest.mark.parametrize("name", ["common", "inventory", "models", "tiers"])
+@pytest.mark.parametrize("name", ["common", "gpus", "inventory", "models", "tiers"])
 def test_schemas_are_valid_draft_2020_12(name):
     assert name in schema_names()
     with open(os.path.join(SCHEMA_DIR, f"{name}.schema.json"), encoding="utf-8") as handle:
@@ -142,7 +142,7 @@ def test_schemas_are_valid_draft_2020_12(name):
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
-@pytest.mark.parametrize("rel,schema", [("catalog/tiers.yml", "tiers"), ("catalog/models.yml", "models")])
+@pytest.mark.parametrize("rel,schema", [("catalog/tiers.yml", "tiers"), ("catalog/models.yml", "models"), ("catalog/gpus.yml", "gpus")])
 def test_catalogs_validate(rel, schema):
     path = os.path.join(ROOT, rel)
     if not os.path.exists(path):
@@ -176,3 +176,23 @@ def test_models_schema_refuses_missing_architecture_field():
     fields = {field for field, _ in errors_for(doc, "models")}
     assert "models.x/y.config.num_hidden_layers" in fields
     assert "models.x/y.config.num_key_value_heads" in fields
+
+
+def test_gpu_preset_defects_are_caught():
+    doc = _yaml("catalog/gpus.yml")
+    doc["gpus"]["rtx2070"]["compute_capability"] = 7.5  # a number, not the string nvidia-smi prints
+    doc["gpus"]["t4"]["memory_total_gib"] = 16
+    fields = {field for field, _ in errors_for(doc, "gpus")}
+    assert fields == {"gpus.rtx2070.compute_capability", "gpus.t4.memory_total_gib"}
+
+
+def test_filter_module_turns_planner_errors_into_filter_errors():
+    from ansible.errors import AnsibleFilterError
+
+    import vllm
+
+    filters = vllm.FilterModule().filters()
+    with pytest.raises(AnsibleFilterError) as info:
+        filters["vllm_validate"]({"tier": "duel"}, "inventory")
+    assert "vllm_validate: field 'tier': 'duel' is not allowed" in str(info.value)
+    assert filters["vllm_validate"]({"tier": "auto"}, "inventory") == {"tier": "auto"}
