@@ -33,7 +33,7 @@ import statistics
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO_ROOT, "filter_plugins"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "lib"))
 
 from libra_planner import PlannerError, plan_instance  # noqa: E402  (path set just above)
 from libra_planner.memory import GIB, MIB  # noqa: E402

@@ -11,9 +11,10 @@ import sys
 
 from ansible.errors import AnsibleFilterError
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+# The pure planner lives in lib/ (outside filter_plugins/, which Ansible scans for plugins).
+_LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
+if _LIB not in sys.path:
+    sys.path.insert(0, _LIB)
 
 from libra_planner import errors as _errors  # noqa: E402
 from libra_planner import nvidia_smi as _smi  # noqa: E402
