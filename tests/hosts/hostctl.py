@@ -2,8 +2,8 @@
 """Debian test hosts for Molecule and fleet tests: one debootstrap base, overlayfs per host.
 
     hostctl.py base                      build (once, cached) the Debian 12 base rootfs
-    hostctl.py up NAME [--gpu REC | --no-gpu]
-                                         overlay host NAME with the doubles installed; prints its root
+    hostctl.py up NAME... [--gpu REC | --no-gpu] [--debian-sources]
+                                         overlay host(s) with the doubles installed; prints the roots
     hostctl.py down NAME | --all         stop its processes, unmount everything, remove its state
     hostctl.py list                      one line per host: name, root, gpu recording
     hostctl.py root NAME                 print the root path of NAME
@@ -215,6 +215,17 @@ def _install(src: Path, dst: Path, mode: int = 0o755) -> None:
     os.replace(tmp, dst)
 
 
+def set_debian_sources(root: Path, enabled: bool) -> None:
+    """Hosts see only the local mirrors by default: `apt-get update` then never waits on (or
+    fails with) the Debian mirror, and a role that needs a Debian package says so."""
+    active = root / "etc/apt/sources.list"
+    parked = root / "etc/apt/sources.list.libra-disabled"
+    if enabled and parked.exists() and not active.exists():
+        os.replace(parked, active)
+    elif not enabled and active.exists():
+        os.replace(active, parked)
+
+
 def install_doubles(root: Path, gpu: str | None) -> None:
     share = root / "usr/local/share/libra-test"
     rec_src = DOUBLES / "recordings"
@@ -266,13 +277,15 @@ def recordings() -> list[str]:
 DEFAULT_GPU = "rtx2070-8gb"
 
 
-def up(name: str, gpu: str | None = DEFAULT_GPU) -> Path:
-    """Create (or refresh) host NAME; gpu=None means a host without nvidia-smi."""
+def up(name: str, gpu: str | None = DEFAULT_GPU, debian_sources: bool = False) -> Path:
+    """Create (or refresh) host NAME; gpu=None means a host without nvidia-smi;
+    debian_sources=True keeps deb.debian.org in the host's apt sources."""
     base = build_base()
     with locked(state_dir() / f".{name}.lock"):
         root = _mount_host(name, base)
         install_doubles(root, gpu)
-        meta = {"name": name, "root": str(root), "gpu": gpu, "base": str(base)}
+        set_debian_sources(root, debian_sources)
+        meta = {"name": name, "root": str(root), "gpu": gpu, "base": str(base), "debian_sources": debian_sources}
         (host_dir(name) / "host.json").write_text(json.dumps(meta, indent=2) + "\n")
     return root
 
@@ -346,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     grp = p_up.add_mutually_exclusive_group()
     grp.add_argument("--gpu", default=DEFAULT_GPU, help=f"nvidia-smi recording (default {DEFAULT_GPU})")
     grp.add_argument("--no-gpu", action="store_true", help="no nvidia-smi on this host")
+    p_up.add_argument("--debian-sources", action="store_true", help="keep deb.debian.org in apt's sources")
     p_down = sub.add_parser("down", help="remove hosts")
     p_down.add_argument("names", nargs="*", metavar="NAME")
     p_down.add_argument("--all", action="store_true")
@@ -361,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(build_base())
     elif args.cmd == "up":
         for name in args.names:
-            print(up(name, None if args.no_gpu else args.gpu))
+            print(up(name, None if args.no_gpu else args.gpu, args.debian_sources))
     elif args.cmd == "down":
         names = all_names() if args.all else args.names
         if not names and not args.all:
