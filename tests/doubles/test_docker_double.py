@@ -260,3 +260,12 @@ def test_api_key_is_enforced_on_v1_only(host):
     req = urllib.request.Request(f"http://127.0.0.1:{host.port}/v1/models", headers={"Authorization": "Bearer s3cret"})
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.status == 200
+
+
+def test_option_values_are_not_taken_for_services(host):
+    # `up` typed by hand (no "--"): option values such as the wait timeout are not services
+    res = host.compose("up", "--detach", "--pull", "missing", "--wait", "--wait-timeout", "30", "vllm")
+    assert res.returncode == 0, res.stderr
+    assert set(host.state()["projects"]["libra"]["services"]) == {"vllm"}
+    logs = host.compose("logs", "--tail", "5", "vllm")
+    assert logs.returncode == 0 and "libra-vllm  | " in logs.stdout
