@@ -6,6 +6,7 @@
                                          overlay host(s) with the doubles installed; prints the roots
     hostctl.py down NAME | --all         stop its processes, unmount everything, remove its state
     hostctl.py list                      one line per host: name, root, gpu recording
+    hostctl.py prune                     remove cached bases of older recipes no host uses
     hostctl.py root NAME                 print the root path of NAME
 
 Each host is a chroot reached with ``ansible_connection: community.general.chroot`` and
@@ -336,6 +337,19 @@ def down(name: str) -> None:
     (state_dir() / f".{name}.lock").unlink(missing_ok=True)
 
 
+def prune() -> list[Path]:
+    """Remove cached base rootfs from older recipes that no mounted host uses."""
+    with open("/proc/self/mountinfo") as fh:
+        in_use = fh.read()
+    removed = []
+    for old in cache_dir().glob("base-*"):
+        if old == base_root() or not old.is_dir() or f"lowerdir={old}" in in_use:
+            continue
+        shutil.rmtree(old)
+        removed.append(old)
+    return removed
+
+
 def list_hosts() -> list[dict]:
     hosts = []
     if state_dir().exists():
@@ -364,12 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     p_down.add_argument("names", nargs="*", metavar="NAME")
     p_down.add_argument("--all", action="store_true")
     sub.add_parser("list", help="list hosts")
+    sub.add_parser("prune", help="remove cached bases of older recipes that no host uses")
     sub.add_parser("recordings", help="list GPU recordings")
     p_root = sub.add_parser("root", help="print a host's root path")
     p_root.add_argument("name")
     args = ap.parse_args(argv)
 
-    if os.geteuid() != 0 and args.cmd in ("base", "up", "down"):
+    if os.geteuid() != 0 and args.cmd in ("base", "up", "down", "prune"):
         raise SystemExit("hostctl: needs root (debootstrap, mount)")
     if args.cmd == "base":
         print(build_base())
@@ -385,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "list":
         for h in list_hosts():
             print(f"{h['name']}\t{h['root']}\t{h['gpu'] or '-'}")
+    elif args.cmd == "prune":
+        for path in prune():
+            print(f"removed {path}")
     elif args.cmd == "recordings":
         print("\n".join(recordings()))
     elif args.cmd == "root":

@@ -6,6 +6,7 @@ Needs root and overlayfs (skipped otherwise, with the reason); uses the cached b
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -91,3 +92,16 @@ def test_hosts_are_isolated_from_each_other_and_the_base(state):
     assert not (hostctl.base_root() / "root/marker").exists()
     names = {h["name"] for h in hostctl.list_hosts()}
     assert names == {"ha", "hb"}
+
+
+def test_prune_keeps_the_current_base(state):
+    current = hostctl.build_base()
+    stale = hostctl.cache_dir() / "base-bookworm-000000000000"
+    (stale / "etc").mkdir(parents=True)
+    try:
+        assert stale in hostctl.prune()
+        assert not stale.exists()
+        assert (current / ".libra-base-ok").exists()
+    finally:
+        if stale.exists():
+            shutil.rmtree(stale)
