@@ -69,7 +69,25 @@ def test_recording_cites_its_source_and_agrees_with_raw_text(name):
         assert totals == [g["memory_total_mib"] for g in rec["gpus"]]
 
 
-@pytest.mark.parametrize("name", NAMES)
+NEW_DRIVERS = [n for n in NAMES if int(load(n)["driver_version"].split(".")[0]) >= 510]
+OLD_DRIVERS = [n for n in NAMES if n not in NEW_DRIVERS]
+
+
+def test_old_driver_recording_exists():
+    assert OLD_DRIVERS == ["t4-16gb-driver460"]
+
+
+@pytest.mark.parametrize("name", OLD_DRIVERS)
+def test_old_drivers_refuse_compute_cap(tmp_path, name):
+    # 470.x and older have no compute_cap query field (huggingface/candle#733, NVIDIA/TensorRT-LLM#735)
+    res = run(tmp_path, name, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits")
+    assert res.returncode == 2
+    assert res.stdout.startswith('Field "compute_cap" is not a valid field to query.')
+    ok = run(tmp_path, name, "--query-gpu=index,name,memory.total,driver_version", "--format=csv,noheader,nounits")
+    assert ok.stdout.strip() == "0, Tesla T4, 15360, 460.32.03"
+
+
+@pytest.mark.parametrize("name", NEW_DRIVERS)
 def test_query_gpu_csv_matches_recording(tmp_path, name):
     rec = load(name)
     res = run(tmp_path, name, f"--query-gpu={QUERY}", "--format=csv,noheader,nounits")
