@@ -269,3 +269,18 @@ def test_option_values_are_not_taken_for_services(host):
     assert set(host.state()["projects"]["libra"]["services"]) == {"vllm"}
     logs = host.compose("logs", "--tail", "5", "vllm")
     assert logs.returncode == 0 and "libra-vllm  | " in logs.stdout
+
+
+def test_fail_health_knob_can_target_one_config(host):
+    # The knob names the new model: the stack with it is unhealthy, the previous one is healthy
+    # again after a rollback (what the fleet's rescue path needs).
+    (host.etc / "fail-health").write_text("Qwen2.5-7B-Instruct-AWQ\n")
+    assert host.up("--wait").returncode == 0
+    host.set_env(MODEL="Qwen/Qwen2.5-7B-Instruct-AWQ", UTIL="0.5")
+    bad = host.up("--wait")
+    assert bad.returncode != 0 and "container libra-vllm is unhealthy" in bad.stderr
+    assert get(f"http://127.0.0.1:{host.port}/health")[0] == 503
+    host.set_env(MODEL="Qwen/Qwen2.5-3B-Instruct-AWQ", UTIL="0.5")
+    back = host.up("--wait")
+    assert back.returncode == 0, back.stderr
+    assert get(f"http://127.0.0.1:{host.port}/health")[0] == 200

@@ -5,7 +5,8 @@ The docker double starts one per vLLM container it "runs", listening on 127.0.0.
 HOST port that the compose file publishes for vLLM's --port (test hosts are chroots that share
 the controller's network namespace, so each host of a fleet needs its own published port).
 
-    GET  /health                200, empty body (503 while /etc/libra-test/fail-health exists)
+    GET  /health                200, empty body (503 while the /etc/libra-test/fail-health knob
+                                applies: an empty file, or a line found in --ident)
     GET  /v1/models             the model list, shaped like vLLM's ModelCard
     POST /v1/chat/completions   one chat completion, shaped like vLLM's ChatCompletionResponse
     GET  /metrics               a few of vLLM's Prometheus series
@@ -31,6 +32,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FAIL_HEALTH = os.environ.get("LIBRA_TEST_FAIL_HEALTH", "/etc/libra-test/fail-health")
 REPLY = "Hello! How can I help you today?"
+
+
+def fail_health(ident):
+    """The /etc/libra-test/fail-health knob: empty file = fail; else one substring per line,
+    matched against this container's name, image and arguments (see the docker double)."""
+    if not os.path.exists(FAIL_HEALTH):
+        return False
+    try:
+        with open(FAIL_HEALTH) as fh:
+            lines = [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#")]
+    except OSError:
+        return True
+    return not lines or any(ln in ident for ln in lines)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -70,7 +84,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.unauthorized(path):
             return
         if path == "/health":
-            self.send(503 if os.path.exists(FAIL_HEALTH) else 200)
+            self.send(503 if fail_health(cfg.ident) else 200)
         elif path == "/v1/models":
             now = int(time.time())
             self.send_json(200, {"object": "list", "data": [{
@@ -142,6 +156,7 @@ def main(argv=None):
     ap.add_argument("--served-model-name", default=None)
     ap.add_argument("--max-model-len", type=int, default=2048)
     ap.add_argument("--api-key", default=os.environ.get("VLLM_API_KEY"))
+    ap.add_argument("--ident", default="", help="what the fail-health knob's lines are matched against")
     cfg = ap.parse_args(argv)
     cfg.served_model_name = cfg.served_model_name or cfg.model
     srv = ThreadingHTTPServer((cfg.host, cfg.port), Handler)
