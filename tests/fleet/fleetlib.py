@@ -111,6 +111,8 @@ def chroot_inventory(hosts: dict[str, dict], mirror_url: str) -> dict:
             "tier": "auto",
             "vllm_stack_start": True,
             "host_memory_swap_activate": False,
+            # Each test host's swap file takes real disk in its overlay: a few MiB, not the tier's GiB.
+            "host_memory_swap_mib": 16,
             "nvidia_toolkit_repo_url": mirror_url + "/stable/deb/$(ARCH)",
             "nvidia_toolkit_gpg_key_url": mirror_url + "/gpgkey",
             # The recordings come from machines whose drivers (510-580) predate what the pinned
