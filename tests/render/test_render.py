@@ -65,6 +65,18 @@ def _gpu_for(case: dict) -> dict:
             "compute_capability": g["compute_cap"]}
 
 
+_UNITS_MIB = {"b": 1 / 1048576, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1048576}
+
+
+def _expected_memory_limit(tier_limit: str) -> str:
+    """roles/host_memory caps the tier's limit at this machine's RAM minus 2048 MiB (its default)."""
+    total_mib = int(re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text()).group(1)) // 1024
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)([bkmgt]?)b?", tier_limit.lower()).groups()
+    tier_mib = int(float(number) * _UNITS_MIB[unit or "b"])
+    cap_mib = max(total_mib - 2048, 256)
+    return tier_limit if tier_mib <= cap_mib else f"{cap_mib}m"
+
+
 def _parse_env(path: Path) -> dict:
     env = {}
     for line in path.read_text().splitlines():
@@ -216,7 +228,7 @@ def test_case(case, run, compose_schema):
         assert any(v.endswith(":/root/.cache/huggingface") for v in svc["volumes"])
         assert svc["ports"] == [f"127.0.0.1:{inst['port']}:8000"]
         res = svc["deploy"]["resources"]
-        assert res["limits"]["memory"] == expected["container_memory_limit"]
+        assert res["limits"]["memory"] == _expected_memory_limit(expected["container_memory_limit"])
         (device,) = res["reservations"]["devices"]
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
         assert device["device_ids"] == [str(gpu["index"])]
