@@ -8,7 +8,10 @@ record (it was never reached because the batch gate stopped the rollout) is ``sk
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -251,6 +254,34 @@ def rollout_report_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rollout_tree_digest(paths: Iterable[str]) -> str:
+    """sha256 over every file below ``paths`` (relative names and contents, in sorted order).
+
+    The rollout stamps each deployed host with a fingerprint that includes this digest of the
+    roles and catalogs that built its stack, so a change of the code is a change of the inputs.
+    """
+    if isinstance(paths, (str, bytes)):
+        paths = [paths]
+    digest = hashlib.sha256()
+    for top in sorted(str(p) for p in paths):
+        if not os.path.exists(top):
+            raise RolloutReportError(f"rollout_tree_digest: {top} does not exist")
+        files = [top] if os.path.isfile(top) else sorted(
+            os.path.join(d, f) for d, dirs, fs in os.walk(top) for f in fs
+            if "__pycache__" not in d and not f.endswith(".pyc"))
+        for path in files:
+            digest.update(os.path.relpath(path, os.path.dirname(top)).encode() + b"\0")
+            with open(path, "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.hexdigest()
+
+
+def rollout_fingerprint(inputs: Any) -> str:
+    """sha256 of the JSON form of ``inputs`` (keys sorted): the host's desired state in one value.
+    Secrets among the inputs never leave the controller in clear: only the digest is written."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
 class FilterModule:
     """Jinja filters for playbooks/rollout.yml."""
 
@@ -259,4 +290,6 @@ class FilterModule:
             "rollout_report_record": rollout_report_record,
             "rollout_report_collect": rollout_report_collect,
             "rollout_report_markdown": rollout_report_markdown,
+            "rollout_tree_digest": rollout_tree_digest,
+            "rollout_fingerprint": rollout_fingerprint,
         }

@@ -125,3 +125,22 @@ def test_markdown_has_one_row_per_host_and_escapes_pipes():
 def test_markdown_refuses_other_input():
     with pytest.raises(rr.RolloutReportError, match="rollout_report_markdown"):
         rr.rollout_report_markdown({"hosts": "nope"})
+
+
+def test_tree_digest_follows_content_and_names(tmp_path):
+    (tmp_path / "role" / "tasks").mkdir(parents=True)
+    (tmp_path / "role" / "tasks" / "main.yml").write_text("a\n")
+    first = rr.rollout_tree_digest([str(tmp_path / "role")])
+    assert rr.rollout_tree_digest(str(tmp_path / "role")) == first
+    (tmp_path / "role" / "tasks" / "main.yml").write_text("b\n")
+    assert rr.rollout_tree_digest([str(tmp_path / "role")]) != first
+    (tmp_path / "role" / "tasks" / "main.yml").write_text("a\n")
+    (tmp_path / "role" / "tasks" / "main.yml").rename(tmp_path / "role" / "tasks" / "other.yml")
+    assert rr.rollout_tree_digest([str(tmp_path / "role")]) != first
+    with pytest.raises(rr.RolloutReportError, match="rollout_tree_digest"):
+        rr.rollout_tree_digest([str(tmp_path / "missing")])
+
+
+def test_fingerprint_ignores_key_order_and_sees_values():
+    assert rr.rollout_fingerprint({"a": 1, "b": [1, 2]}) == rr.rollout_fingerprint({"b": [1, 2], "a": 1})
+    assert rr.rollout_fingerprint({"a": 1}) != rr.rollout_fingerprint({"a": 2})
