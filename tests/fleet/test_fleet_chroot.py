@@ -14,10 +14,10 @@ One module-scoped fleet, scenarios in order:
   5. too many failures in one batch: the rollout stops there, the later hosts are `skipped`
      and unchanged.
 
-fleet-07's failure knob is /etc/libra-test/fail-health as a symlink to the dual compose file:
-the docker double and the vLLM stand-in test the knob with os.path.exists, so /health fails
-exactly while the new (dual) stack is installed, and stops failing once the rollback has put
-the previous (lite) compose file back.
+fleet-07's failure knob is /etc/libra-test/fail-health naming the container of dual's second
+instance (the knob's lines are matched against each vLLM container, tests/doubles/bin/docker):
+/health fails only for the new (dual) stack, and the previous (single) stack that the rollback
+restores has no such container and stays healthy.
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def fleet(tmp_path_factory):
             hostctl.down(PREFIX + name)  # a clean host even after an interrupted run
             roots[name] = hostctl.up(PREFIX + name, gpu)
         seed_hf_cache(roots.values())
-        (roots[ROLLBACK_HOST] / "etc/libra-test/fail-health").symlink_to("/opt/libra/docker-compose.vllm.yml")
+        (roots[ROLLBACK_HOST] / "etc/libra-test/fail-health").write_text("libra-vllm-large\n")
         inventory = chroot_inventory({name: {"ansible_host": str(roots[name]), "fleet_port": _port(name), **hostvars}
                                       for name, (_, hostvars) in FLEET.items()}, mirror_url)
         inv = work / "hosts.yml"
