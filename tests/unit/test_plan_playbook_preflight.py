@@ -10,6 +10,10 @@ citing the GitHub issue its output comes from) or none, so the role's real nvidi
 * tier=duel                            -> stops on validation, before nvidia-smi runs
 * a typo'd override knob               -> stops naming the field and the closest knob
 * GPU index 2 on a two-GPU host        -> stops naming the indexes it has
+* 8 GB RTX 2070 on driver 510, tier=single, stack to be started
+                                       -> stops: the pinned image's CUDA needs a newer driver
+The 4090 (driver 535) and the re-run 2070 (driver 510) lower the driver floor or do not start the
+stack, so their driver only warns or passes.
 Run with --tags stack --check: the preflight tasks must still run (tagged always) and change nothing.
 """
 
@@ -69,12 +73,13 @@ def preflight_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("preflight")
     running = {"projects": {"libra": {"services": {"vllm": {"state": "running", "gpu": True, "gpu_memory_utilization": 0.85, "pid": 4242}}}}}
     hosts = {
-        "big": {"tier": "auto", "gpu_facts_nvidia_smi": _wrapper(tmp, "big", "rtx4090-24gb")},
-        "rerun": {"tier": "single", "gpu_facts_nvidia_smi": _wrapper(tmp, "rerun", "rtx2070-8gb", running)},
+        "big": {"tier": "auto", "preflight_min_driver_version": "535.0", "gpu_facts_nvidia_smi": _wrapper(tmp, "big", "rtx4090-24gb")},
+        "rerun": {"tier": "single", "vllm_stack_start": False, "gpu_facts_nvidia_smi": _wrapper(tmp, "rerun", "rtx2070-8gb", running)},
         "small": {"tier": "dual", "gpu_facts_nvidia_smi": _wrapper(tmp, "small", "rtx2070-8gb")},
         "nodriver": {"tier": "single", "gpu_facts_nvidia_smi": _wrapper(tmp, "nodriver", None)},
         "typo": {"tier": "duel", "gpu_facts_nvidia_smi": _wrapper(tmp, "typo", "rtx2070-8gb")},
         "knob": {"tier": "single", "vllm_tier_overrides": {"single": {"max_model_length": 1024}}, "gpu_facts_nvidia_smi": _wrapper(tmp, "knob", "rtx2070-8gb")},
+        "olddriver": {"tier": "single", "gpu_facts_nvidia_smi": _wrapper(tmp, "olddriver", "rtx2070-8gb")},
         "multi": {"tier": "auto", "gpu_facts_index": 2, "gpu_facts_nvidia_smi": _wrapper(tmp, "multi", "multi-2080ti22gb-titanrtx")},
     }
     result = run_playbook(["playbooks/preflight.yml", "--tags", "stack", "--check"], tmp, local_hosts(hosts), callback="ansible.posix.json")
@@ -100,7 +105,7 @@ def _failure(run, host) -> str:
 
 def test_outcomes_per_host(preflight_run):
     stats = preflight_run["stats"]
-    assert {h: stats[h]["failures"] for h in stats} == {"big": 0, "rerun": 0, "small": 1, "nodriver": 1, "typo": 1, "knob": 1, "multi": 1}
+    assert {h: stats[h]["failures"] for h in stats} == {"big": 0, "rerun": 0, "small": 1, "nodriver": 1, "typo": 1, "knob": 1, "multi": 1, "olddriver": 1}
     # read-only: nothing changed anywhere, even with every probe run
     assert all(stats[h]["changed"] == 0 for h in stats)
 
@@ -153,3 +158,15 @@ def test_typod_knob_is_named(preflight_run):
 def test_bad_gpu_index_names_the_valid_ones(preflight_run):
     message = _failure(preflight_run, "multi")
     assert "gpu_facts_index" in message and "[0, 1]" in message
+
+
+def test_old_driver_stops_a_stack_that_would_start(preflight_run):
+    message = _failure(preflight_run, "olddriver")
+    assert "driver is too old" in message
+    # the recording's driver and the engine catalog's minimum, both named
+    assert "510.68.02" in message and "570.124.06" in message
+
+
+def test_old_driver_only_warns_when_the_stack_does_not_start(preflight_run):
+    warned = [res.get("msg", "") for name, res in _results(preflight_run, "rerun") if "warn when the driver is too old" in name and not res.get("skipped")]
+    assert warned and "510.68.02" in warned[0]
