@@ -282,6 +282,17 @@ def rollout_fingerprint(inputs: Any) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def rollout_stamp_content(fingerprint: str, files: Mapping[str, Any]) -> str:
+    """The text of a host's rollout stamp: its fingerprint and the checksums of its stack files.
+    Written after a successful cut-over; the next rollout compares the checksum of the stamp on
+    the host with the checksum of this text for the current inputs and files."""
+    if not isinstance(fingerprint, str) or not fingerprint:
+        raise RolloutReportError("rollout_stamp_content: fingerprint must be a non-empty string")
+    if not isinstance(files, Mapping):
+        raise RolloutReportError("rollout_stamp_content: files must map file names to checksums")
+    return json.dumps({"fingerprint": fingerprint, "files": dict(files)}, indent=2, sort_keys=True) + "\n"
+
+
 class FilterModule:
     """Jinja filters for playbooks/rollout.yml."""
 
@@ -292,4 +303,5 @@ class FilterModule:
             "rollout_report_markdown": rollout_report_markdown,
             "rollout_tree_digest": rollout_tree_digest,
             "rollout_fingerprint": rollout_fingerprint,
+            "rollout_stamp_content": rollout_stamp_content,
         }

@@ -144,3 +144,13 @@ def test_tree_digest_follows_content_and_names(tmp_path):
 def test_fingerprint_ignores_key_order_and_sees_values():
     assert rr.rollout_fingerprint({"a": 1, "b": [1, 2]}) == rr.rollout_fingerprint({"b": [1, 2], "a": 1})
     assert rr.rollout_fingerprint({"a": 1}) != rr.rollout_fingerprint({"a": 2})
+
+
+def test_stamp_content_is_stable_and_checked():
+    files = {".env": "abc", "docker-compose.vllm.yml": "absent"}
+    text = rr.rollout_stamp_content("f" * 64, files)
+    assert text == rr.rollout_stamp_content("f" * 64, dict(reversed(list(files.items()))))
+    assert json.loads(text) == {"fingerprint": "f" * 64, "files": files} and text.endswith("\n")
+    assert text != rr.rollout_stamp_content("f" * 64, {**files, ".env": "abd"})
+    with pytest.raises(rr.RolloutReportError, match="rollout_stamp_content: fingerprint"):
+        rr.rollout_stamp_content("", files)
