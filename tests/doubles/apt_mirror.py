@@ -37,8 +37,6 @@ Needs dpkg-deb, apt-ftparchive (apt-utils) and gpg on the controller.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -51,6 +49,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+# The test hosts' builder owns the shared cache folder and its file lock.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "hosts"))
+from hostctl import cache_dir, locked  # noqa: E402
 
 VERSIONS = ("1.17.7-1", "1.17.8-1")
 ARCH = "amd64"
@@ -142,10 +144,6 @@ exit 0
 '''
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("LIBRA_TEST_CACHE", "/var/cache/libra-tests"))
-
-
 def state_file() -> Path:
     return Path(os.environ.get("LIBRA_TEST_STATE_ROOT", "/var/lib/libra-tests")) / "apt-mirror.json"
 
@@ -157,17 +155,6 @@ def recipe_key() -> str:
 
 def repo_dir() -> Path:
     return cache_dir() / f"apt-mirror-{recipe_key()}"
-
-
-@contextlib.contextmanager
-def locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _deb(workdir: Path, outdir: Path, name: str, version: str, depends: str, files: dict[str, tuple[str, int]],
