@@ -24,14 +24,10 @@ run: setup
 plan: setup
 	$(BIN)/ansible-playbook playbooks/plan.yml -e tier=$(TIER) $(ARGS)
 
-# System tools the Molecule hosts need: debootstrap builds them, apt-ftparchive signs
-# the test apt mirror. Installed only when missing (CI runs as root).
+# Everything the tests need beyond .venv: Debian packages (tests/deps/apt-packages.txt) and
+# the engines each tests/deps/step_*.py installs and caches. Idempotent; CI runs as root.
 test-deps:
-	@missing=""; \
-	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
-	command -v apt-ftparchive >/dev/null || missing="$$missing apt-utils"; \
-	command -v gpg >/dev/null || missing="$$missing gnupg"; \
-	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	$(PYTHON) tests/deps/install.py
 
 lint: setup
 	$(BIN)/yamllint --strict .
