@@ -20,7 +20,7 @@ Rules for rows from other engines and versions (the planner targets the pinned V
   * The V1 startup check (free >= utilization x total) runs before any model code, so a row
     that failed it is judged on the verdict whatever its model or parallelism.
 
-Usage: bench/accuracy.py [--data PATH]   (default: ../shared/data/... from the repository root)
+Usage: bench/accuracy.py [--data PATH]   (default: data/vllm_startup_observations.csv in the repository)
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "lib"))
 from libra_planner import PlannerError, plan_instance  # noqa: E402  (path set just above)
 from libra_planner.memory import GIB, MIB  # noqa: E402
 
-DEFAULT_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data", "vllm_startup_observations.csv")
+DEFAULT_DATA = os.path.join(REPO_ROOT, "data", "vllm_startup_observations.csv")
 
 TARGETS = {"weights_median": 1.0, "weights_worst": 2.0, "kv_median": 2.0, "kv_worst": 4.0}
 

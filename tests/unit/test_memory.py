@@ -1,6 +1,6 @@
 """Per-instance memory plan: real cases, laws, dtype rules and bad input.
 
-Real figures come from ../shared/data/vllm_startup_observations.csv (row ids cited); each row is
+Real figures come from data/vllm_startup_observations.csv (row ids cited); each row is
 a vLLM startup log someone published.
 """
 
