@@ -106,9 +106,24 @@ def compute_capability(row: dict) -> str:
     return "8.0"
 
 
+def row_release(row: dict) -> tuple[str, str]:
+    """(the vLLM version the row names, or "unstated"; the catalog release whose physics plans it).
+
+    Releases before v0.21 keep CUDA graphs outside the budget (planned as 0.11.0); from v0.21
+    on the profiled graph estimate is inside it (planned as 0.32.0). Rows that do not state
+    their version come from 2024-2025 logs (V0, or V1 before 0.21 by their log format).
+    """
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", row["vllm_version"])
+    if not match or "not stated" in row["vllm_version"].lower() and not row["vllm_version"].lower().startswith("~"):
+        return "unstated", "0.11.0"
+    major, minor = int(match.group(1)), int(match.group(2))
+    stated = f"{major}.{minor}"
+    return stated, "0.11.0" if (major, minor) < (0, 21) else "0.32.0"
+
+
 def instance_for(row: dict, model: str) -> dict:
     engine = "v0" if row["engine"].strip().upper().startswith("V0") else "v1"
-    inst: dict = {"model": model, "engine": engine}
+    inst: dict = {"model": model, "engine": engine, "vllm_version": row_release(row)[1]}
     dtype = row["dtype"].lower()
     inst["dtype"] = "bfloat16" if dtype.startswith("bfloat16") else "float16" if dtype.startswith("float16") else "auto"
     for field in ("gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens"):

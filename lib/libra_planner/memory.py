@@ -27,7 +27,8 @@ import math
 from typing import Any
 
 from .errors import PlannerError
-from .models import load_engine_catalog, resolve_model_config
+from .engine import release_facts, serving_defaults
+from .models import resolve_model_config
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -238,41 +239,74 @@ def choose_dtype(compute_capability: str, requested: str | None, model_dtype: st
 def _linear_tensor_bytes(in_f: int, out_f: int, quant: dict | None, bias: bool, dtype_bytes: int) -> list[int]:
     """Byte sizes of the parameter tensors vLLM allocates for one linear layer."""
     tensors: list[int] = []
+    method = quant["method"] if quant else None
     if quant is None:
         tensors.append(in_f * out_f * dtype_bytes)
-    else:
+    elif method in ("gptq", "awq") or (method == "compressed-tensors" and quant["bits"] == 4):
         bits = quant["bits"]
         group = quant["group_size"] if quant["group_size"] > 0 else in_f
         groups = _ceil_div(in_f, group)
-        # int32 words hold 32 // bits values (GPTQ packs along the input, AWQ along the output).
+        # int32 words hold 32 // bits values (GPTQ and compressed-tensors pack along the input,
+        # AWQ along the output); Marlin repacks in place to the same number of bytes.
         pack = 32 // bits
-        if quant["method"] == "gptq":
-            tensors.append(_ceil_div(in_f, pack) * out_f * 4)  # qweight
-            tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros
-            tensors.append(groups * out_f * dtype_bytes)  # scales
-            if quant["desc_act"]:
-                # g_idx (int32 per input row): vLLM's GPTQ method replaces it with an empty
-                # tensor after loading unless the checkpoint uses act-order (desc_act)
-                tensors.append(in_f * 4)
-        else:  # awq
+        if method == "awq":
             tensors.append(in_f * _ceil_div(out_f, pack) * 4)  # qweight
-            tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros
-            tensors.append(groups * out_f * dtype_bytes)  # scales
+        else:
+            tensors.append(_ceil_div(in_f, pack) * out_f * 4)  # qweight / weight_packed
+        if method != "compressed-tensors" or not quant["sym"]:
+            tensors.append(groups * _ceil_div(out_f, pack) * 4)  # qzeros / weight_zero_point
+        tensors.append(groups * out_f * dtype_bytes)  # scales
+        if method == "gptq" and quant["desc_act"]:
+            # g_idx (int32 per input row): replaced by an empty tensor after loading unless the
+            # checkpoint uses act-order (desc_act)
+            tensors.append(in_f * 4)
+    elif method in ("fp8", "compressed-tensors"):
+        # one byte per weight (FP8 e4m3 or INT8) plus float32 scales: per tensor, per output
+        # channel, per group, or per [128, 128] block (vllm .../quantization/fp8.py,
+        # compressed_tensors schemes W8A8Fp8 / W8A8Int8 / W8A16Fp8)
+        tensors.append(in_f * out_f)
+        scale = quant.get("weight_scale") or "tensor"
+        if scale == "block" and quant.get("block"):
+            bn, bk = quant["block"][0], quant["block"][1]
+            tensors.append(_ceil_div(out_f, bn) * _ceil_div(in_f, bk) * 4)
+        elif scale == "channel":
+            tensors.append(out_f * 4)
+        elif scale == "group" and quant["group_size"] > 0:
+            tensors.append(_ceil_div(in_f, quant["group_size"]) * out_f * dtype_bytes)
+        else:
+            tensors.append(3 * 4)  # one scale per merged shard (q, k, v at most)
+        if quant.get("act_bits") == 8 and scale != "block":
+            tensors.append(4)  # static input scale
+    else:  # bitsandbytes (vllm .../quantization/bitsandbytes.py: uint8 packed weight + quant state)
+        n = in_f * out_f
+        if quant["bits"] == 8:
+            tensors.append(n)  # int8 weight
+            tensors.append(out_f * 4)  # per-row absmax (SCB, float32)
+        else:
+            block = quant["group_size"] if quant["group_size"] > 0 else 64
+            tensors.append(_ceil_div(n, 2))  # two 4-bit values per byte
+            blocks = _ceil_div(n, block)
+            if quant["double_quant"]:
+                tensors.append(blocks)  # uint8 absmax, itself quantized
+                tensors.append(_ceil_div(blocks, 256) * 4 + 256 * 4)  # nested absmax + code
+            else:
+                tensors.append(blocks * 4)  # float32 absmax per block
     if bias:
         tensors.append(out_f * dtype_bytes)
     return tensors
 
 
 def _layer_linears(arch: dict) -> list[tuple[str, int, int, bool]]:
-    """(name, in_features, out_features, bias) of one decoder layer's linear layers, merged as vLLM merges them."""
+    """(name, in_features, out_features, bias) of one decoder layer's attention and dense MLP, merged as vLLM merges them."""
     h, i = arch["hidden_size"], arch["intermediate_size"]
     q = arch["num_heads"] * arch["head_dim"]
     kv = arch["num_kv_heads"] * arch["head_dim"]
+    mlp_bias = arch.get("mlp_bias", False)
     return [
         ("self_attn.qkv_proj", h, q + 2 * kv, arch["qkv_bias"]),
         ("self_attn.o_proj", q, h, False),
-        ("mlp.gate_up_proj", h, 2 * i, False),
-        ("mlp.down_proj", i, h, False),
+        ("mlp.gate_up_proj", h, 2 * i, mlp_bias),
+        ("mlp.down_proj", i, h, mlp_bias),
     ]
 
 
@@ -293,6 +327,35 @@ def _quant_for(name: str, quant: dict | None) -> dict | None:
     return quant
 
 
+def _moe_bytes(arch: dict, dtype_bytes: int) -> tuple[int, int]:
+    """(bytes of one sparse layer's MoE block, bytes of the dense MLP it replaces)."""
+    moe = arch["moe"]
+    h = arch["hidden_size"]
+    quant = _quant_for("mlp.experts", arch["quantization"])
+    mi = moe["intermediate_size"]
+    # FusedMoE stacks the experts: w13 (E x 2mi x h) and w2 (E x h x mi) as one tensor each
+    w13 = sum(_linear_tensor_bytes(h, 2 * mi, quant, False, dtype_bytes)) * moe["experts"]
+    w2 = sum(_linear_tensor_bytes(mi, h, quant, False, dtype_bytes)) * moe["experts"]
+    total = allocator_block_bytes(w13) + allocator_block_bytes(w2)
+    total += allocator_block_bytes(h * moe["experts"] * dtype_bytes)  # router (gate), never quantized
+    si = moe["shared_intermediate_size"]
+    if si:
+        total += sum(allocator_block_bytes(t) for t in _linear_tensor_bytes(h, 2 * si, quant, False, dtype_bytes))
+        total += sum(allocator_block_bytes(t) for t in _linear_tensor_bytes(si, h, quant, False, dtype_bytes))
+        if moe["shared_expert_gate"]:
+            total += allocator_block_bytes(h * dtype_bytes)
+    dense = 0
+    for name, in_f, out_f, bias in _layer_linears(arch)[2:]:
+        dense += sum(allocator_block_bytes(t) for t in _linear_tensor_bytes(in_f, out_f, _quant_for(name, arch["quantization"]), bias, dtype_bytes))
+    return total, dense
+
+
+def vision_bytes(arch: dict, dtype_bytes: int) -> int:
+    """The vision tower's weights (vLLM loads them unquantized in the model dtype)."""
+    vision = arch.get("vision")
+    return allocator_block_bytes(vision["params"] * dtype_bytes) if vision else 0
+
+
 def weights_bytes(arch: dict, dtype_bytes: int) -> int:
     """What vLLM logs as ``Model loading took X GiB`` (torch-allocated bytes after loading)."""
     h = arch["hidden_size"]
@@ -300,8 +363,14 @@ def weights_bytes(arch: dict, dtype_bytes: int) -> int:
     layer: list[int] = []
     for name, in_f, out_f, bias in _layer_linears(arch):
         layer.extend(_linear_tensor_bytes(in_f, out_f, _quant_for(name, quant), bias, dtype_bytes))
-    layer.extend([h * dtype_bytes, h * dtype_bytes])  # input and post-attention RMSNorm
+    layer.extend([h * dtype_bytes] * arch.get("norms_per_layer", 2))  # RMSNorms of the layer
+    if arch.get("qk_norm"):
+        layer.extend([arch["head_dim"] * dtype_bytes] * 2)  # per-head q_norm and k_norm
     per_layer = sum(allocator_block_bytes(t) for t in layer)
+    body = arch["num_layers"] * per_layer
+    if arch.get("moe"):
+        sparse, dense = _moe_bytes(arch, dtype_bytes)
+        body += arch["moe"]["sparse_layers"] * (sparse - dense)
     vocab = _ceil_div(arch["vocab_size"], _VOCAB_PADDING) * _VOCAB_PADDING
     embed = allocator_block_bytes(vocab * h * dtype_bytes)
     lm_head = 0 if arch["tie_word_embeddings"] else embed  # tied: one tensor serves both
@@ -309,28 +378,30 @@ def weights_bytes(arch: dict, dtype_bytes: int) -> int:
     # Rotary cos/sin cache: max_position_embeddings x rotary_dim in the model dtype, one per
     # model (vLLM caches get_rope instances), vllm/model_executor/layers/rotary_embedding.
     rope = allocator_block_bytes(arch["max_position_embeddings"] * arch["rotary_dim"] * dtype_bytes)
-    return arch["num_layers"] * per_layer + embed + lm_head + final_norm + rope
+    return body + embed + lm_head + final_norm + rope + vision_bytes(arch, dtype_bytes)
 
 
-def _uses_marlin(quant: dict, cc: tuple[int, int]) -> bool:
-    # vLLM picks gptq_marlin / awq_marlin on compute capability >= 8.0 for 4- and 8-bit
-    # (AWQ: 4-bit) checkpoints; everything else runs the exllama GPTQ or the AWQ kernel.
-    if cc < (8, 0):
-        return False
+def _uses_marlin(quant: dict, cc: tuple[int, int], marlin_min_cc: tuple[int, int] = (8, 0)) -> bool:
+    # vLLM picks gptq_marlin / awq_marlin for 4- and 8-bit (AWQ: 4-bit) checkpoints on compute
+    # capability >= marlin_min_cc (8.0 up to v0.11; 7.5 in 0.32, utils/marlin_utils.py);
+    # everything else runs the exllama GPTQ or the AWQ kernel, which dequantize per call.
+    if quant["method"] not in ("gptq", "awq") or cc < marlin_min_cc:
+        return quant["method"] not in ("gptq", "awq")
     if quant["method"] == "awq":
         return quant["bits"] == 4
     return quant["bits"] in (4, 8)
 
 
 def activation_bytes(
-    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], engine: str, sampler: str = "native"
+    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], engine: str, sampler: str = "native",
+    marlin_min_cc: tuple[int, int] = (8, 0),
 ) -> int:
     """Torch peak increase of the profile run: max(forward pass, dummy sampler run)."""
     h, i, vocab = arch["hidden_size"], arch["intermediate_size"], arch["vocab_size"]
     b = dtype_bytes
     quant = arch["quantization"]
     dequant_up = dequant_down = 0
-    if quant is not None and not _uses_marlin(quant, cc):
+    if quant is not None and not _uses_marlin(quant, cc, marlin_min_cc):
         if quant["method"] == "gptq" or tokens >= _AWQ_DENSE_MIN_TOKENS:
             if _quant_for("mlp.gate_up_proj", quant) is not None:
                 dequant_up = allocator_block_bytes(h * 2 * i * b)
@@ -351,8 +422,23 @@ def activation_bytes(
 
 
 def kv_bytes_per_token(arch: dict, kv_dtype_bytes: int) -> int:
-    """2 (K and V) x layers x kv_heads x head_dim x bytes."""
+    """2 (K and V) x layers x kv_heads x head_dim x bytes: every layer at full attention."""
     return 2 * arch["num_layers"] * arch["num_kv_heads"] * arch["head_dim"] * kv_dtype_bytes
+
+
+def kv_bytes_per_request(arch: dict, kv_dtype_bytes: int, max_model_len: int, batched: int, block: int) -> int:
+    """KV bytes one ``max_model_len`` request holds, block-rounded, as vLLM's KV specs size it.
+
+    Full-attention layers keep every token; a sliding-window layer keeps at most
+    ``window - 1 + max_num_batched_tokens`` tokens (SlidingWindowSpec.max_memory_usage_bytes,
+    vllm/v1/kv_cache_interface.py), never more than the request.
+    """
+    per_layer = 2 * arch["num_kv_heads"] * arch["head_dim"] * kv_dtype_bytes
+    total = 0
+    for window in arch.get("layer_windows") or [None] * arch["num_layers"]:
+        tokens = max_model_len if window is None else min(window - 1 + batched, max_model_len)
+        total += _ceil_div(tokens, block) * block * per_layer
+    return total
 
 
 def cuda_graph_bytes(arch: dict, dtype_bytes: int, max_num_seqs: int, engine_facts: dict, enforce_eager: bool) -> int:
@@ -360,6 +446,68 @@ def cuda_graph_bytes(arch: dict, dtype_bytes: int, max_num_seqs: int, engine_fac
         return 0
     capture = min(2 * max_num_seqs, int(engine_facts.get("cuda_graph_max_capture_size", 512)))
     return _CUDA_GRAPH_FIXED_BYTES + capture * arch["num_layers"] * _CUDA_GRAPH_HIDDEN_MULTIPLE * arch["hidden_size"] * dtype_bytes
+
+
+def release_refusal(arch: dict, facts: dict, cc: tuple[int, int]) -> str | None:
+    """Why this release cannot run this model on this GPU (None: it can), from the release's facts."""
+    quant = arch["quantization"]
+    q = facts["quantization"]
+    version = facts["vllm_version"]
+    if quant is None:
+        return None
+    method = quant["method"]
+    if method == "gptq" and quant["bits"] not in q["gptq_bits"]:
+        return (f"{quant['bits']}-bit GPTQ has no kernel in vLLM {version} (GPTQ bits it runs: "
+                f"{', '.join(str(b) for b in q['gptq_bits'])}): use a 4-bit GPTQ/AWQ checkpoint, or pin "
+                "vllm_version 0.11.0 (the exllama kernel with 2/3-bit support)")
+    if method == "gptq" and not quant["sym"] and not q["gptq_asymmetric"]:
+        return f"asymmetric GPTQ (sym: false) has no kernel in vLLM {version}: use a symmetric checkpoint or AWQ"
+    if method == "bitsandbytes" and not q["bitsandbytes"]:
+        return (f"vLLM {version} has no bitsandbytes support (no bitsandbytes quantization config or loader in "
+                "its source): pin vllm_version 0.11.0, or use an AWQ/GPTQ 4-bit checkpoint of the same model")
+    if method == "fp8" and not q["fp8"] or method == "compressed-tensors" and not q["compressed_tensors"]:
+        return f"vLLM {version} does not run {method} checkpoints"
+    if method in ("awq", "fp8") and cc < (7, 5):
+        return f"{method} needs compute capability >= 7.5 in vLLM (this GPU has {cc[0]}.{cc[1]})"
+    return None
+
+
+def attention_backend(facts: dict, cc: tuple[int, int]) -> str:
+    """The attention backend the release picks on this compute capability (catalog/engine.yml)."""
+    chosen = None
+    for key, backend in sorted(facts.get("attention_backend", {}).items(), key=lambda kv: tuple(int(x) for x in kv[0].split("."))):
+        if cc >= tuple(int(x) for x in key.split(".")):
+            chosen = backend
+    return chosen or "unknown"
+
+
+def encoder_profile_bytes(arch: dict, dtype_bytes: int, batched: int) -> int:
+    """Memory the multimodal encoder profile adds: the encoder cache and one image's activations.
+
+    vLLM sizes the encoder cache to max(max_num_batched_tokens, one item's tokens) embeddings of
+    the text hidden size and profiles the vision tower on one item of the maximum feature size
+    (v1/worker/gpu_model_runner.py, "Encoder cache will be initialized with a budget of ...").
+    """
+    vision = arch.get("vision")
+    if not vision:
+        return 0
+    cache = max(batched, vision["tokens_per_item"]) * arch["hidden_size"] * dtype_bytes
+    tower = vision["patches"] * (3 * vision["hidden_size"] + 2 * vision["intermediate_size"]) * dtype_bytes
+    return cache + tower
+
+
+def verdict_margin_bytes(graphs_in_budget: int, facts: dict, enforce_eager: bool) -> int:
+    """Margin the fits verdict holds for what varies between two starts of the same config.
+
+    vLLM's profiled CUDA-graph estimate varies from run to run (vllm-project/vllm#53013,
+    #50780), so half of the estimate is held back when it comes out of the budget; a cold
+    torch.compile cache compiles during the profile run and raises its peak over a warm start
+    (catalog/engine.yml ``cold_compile_gib``). The verdict errs toward "does not fit" by this much.
+    """
+    margin = graphs_in_budget // 2
+    if not enforce_eager:
+        margin += int(round(float(facts.get("cold_compile_gib", 0)) * GIB))
+    return margin
 
 
 # --------------------------------------------------------------------------- the plan
@@ -378,18 +526,19 @@ def _floor_util(nbytes: int, total: int) -> float:
     return max(nbytes * 100 // total, 0) / 100
 
 
-def _settings(instance: dict, filter_name: str, total: int, facts: dict) -> dict:
-    util = _number(instance, "gpu_memory_utilization", filter_name)
+def _settings(instance: dict, filter_name: str, total: int, facts: dict, gpu_name: str | None, model_max_len: int) -> dict:
+    util = _number(instance, "gpu_memory_utilization", filter_name, required=False,
+                   default=float(facts["default_gpu_memory_utilization"]))
     if not 0 < util <= 1:
         raise PlannerError(filter_name, "gpu_memory_utilization", f"must be in (0, 1] (got {util!r})")
-    max_model_len = _number(instance, "max_model_len", filter_name, integer=True)
+    # Unset: the model's own maximum, as vLLM derives it (models.derived_max_model_len).
+    max_model_len = _number(instance, "max_model_len", filter_name, required=False, integer=True, default=model_max_len)
     _positive(max_model_len, "max_model_len", filter_name)
     engine = str(instance.get("engine") or facts.get("engine", "v1")).lower()
     if engine not in _SAMPLER_BYTES_PER_ELEMENT:
         raise PlannerError(filter_name, "engine", f"must be v1 or v0 (got {instance.get('engine')!r})")
-    large = total >= int(facts.get("large_gpu_min_gib", 70)) * GIB
-    seqs_default = int(facts["large_gpu_max_num_seqs" if large else "default_max_num_seqs"])
-    max_num_seqs = _number(instance, "max_num_seqs", filter_name, required=False, integer=True, default=seqs_default)
+    defaults = serving_defaults(facts, total, gpu_name)
+    max_num_seqs = _number(instance, "max_num_seqs", filter_name, required=False, integer=True, default=defaults["max_num_seqs"])
     _positive(max_num_seqs, "max_num_seqs", filter_name)
     batched = _number(instance, "max_num_batched_tokens", filter_name, required=False, integer=True)
     if batched is None:
@@ -397,7 +546,7 @@ def _settings(instance: dict, filter_name: str, total: int, facts: dict) -> dict
             # V0 without chunked prefill: max(max_model_len, 2048) (vllm/config.py SchedulerConfig)
             batched = max(max_model_len, 2048)
         else:
-            batched = int(facts["large_gpu_max_num_batched_tokens" if large else "default_max_num_batched_tokens"])
+            batched = defaults["max_num_batched_tokens"]
     _positive(batched, "max_num_batched_tokens", filter_name)
     kv_dtype = str(instance.get("kv_cache_dtype") or "auto").strip().lower()
     if kv_dtype != "auto" and kv_dtype not in _KV_DTYPE_BYTES:
@@ -407,7 +556,11 @@ def _settings(instance: dict, filter_name: str, total: int, facts: dict) -> dict
     sampler = str(instance.get("sampler") or "native").strip().lower()
     if sampler not in _SAMPLERS:
         raise PlannerError(filter_name, "sampler", f"must be one of {', '.join(_SAMPLERS)} (got {instance.get('sampler')!r})")
+    pinned = _number(instance, "kv_cache_memory_bytes", filter_name, required=False, integer=True)
+    if pinned is not None:
+        _positive(pinned, "kv_cache_memory_bytes", filter_name)
     return {
+        "kv_cache_memory_bytes": pinned,
         "sampler": sampler,
         "util": float(util),
         "max_model_len": int(max_model_len),
@@ -423,46 +576,57 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     """Memory plan of one vLLM instance alone on ``gpu`` (see DESIGN.md, contract 4)."""
     if not isinstance(instance, dict):
         raise PlannerError(filter_name, "instance", f"must be a mapping (got {type(instance).__name__})")
-    facts = load_engine_catalog()
+    facts = release_facts(instance.get("vllm_version"), filter_name)
     mem = gpu_memory(gpu, filter_name)
     total, free = mem["total"], mem["free"]
-    s = _settings(instance, filter_name, total, facts)
     arch = resolve_model_config(instance, filter_name)
+    s = _settings(instance, filter_name, total, facts, gpu.get("name"), arch["derived_max_model_len"])
     dtype = choose_dtype(str(gpu.get("compute_capability")), instance.get("dtype"), arch["torch_dtype"], filter_name)
+    refusal = release_refusal(arch, facts, mem["cc"])
+    if refusal:
+        raise PlannerError(filter_name, "model", f"{arch['id']}: {refusal}")
     b = _DTYPE_BYTES[dtype]
     kv_b = _KV_DTYPE_BYTES.get(s["kv_cache_dtype"], b)
     block = int(facts.get("block_size", 16))
+    marlin_cc = parse_compute_capability(facts["quantization"]["marlin_min_cc"], filter_name)
 
     budget = int(s["util"] * total)
     weights = weights_bytes(arch, b)
     rows = min(s["max_num_seqs"], s["max_num_batched_tokens"])
-    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], s["engine"], s["sampler"])
+    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], s["engine"], s["sampler"], marlin_cc)
+    activation += encoder_profile_bytes(arch, b, s["max_num_batched_tokens"])
     non_torch = int(round(float(facts["non_torch_gib"]) * GIB))
     context = int(round(float(facts["cuda_context_gib"]) * GIB))
     graphs = cuda_graph_bytes(arch, b, s["max_num_seqs"], facts, s["enforce_eager"])
     graphs_inside = bool(facts.get("cuda_graphs_in_budget", False))
+    margin = verdict_margin_bytes(graphs if graphs_inside else 0, facts, s["enforce_eager"])
 
     non_kv = weights + activation + non_torch + (graphs if graphs_inside else 0)
-    kv_bytes = budget - non_kv
+    pinned = s["kv_cache_memory_bytes"]
+    if pinned is not None and not facts["flags"].get("kv_cache_memory_bytes"):
+        raise PlannerError(filter_name, "kv_cache_memory_bytes", f"vLLM {facts['vllm_version']} has no --kv-cache-memory-bytes")
+    kv_bytes = pinned if pinned is not None else budget - non_kv
     per_token = kv_bytes_per_token(arch, kv_b)
-    block_bytes = per_token * block
-    blocks = max(kv_bytes, 0) // block_bytes
-    kv_tokens = blocks * block
+    per_request = kv_bytes_per_request(arch, kv_b, s["max_model_len"], s["max_num_batched_tokens"], block)
     needed_tokens = _ceil_div(s["max_model_len"], block) * block
-    needed_kv = needed_tokens * per_token
+    # tokens the cache holds: max_model_len requests that fit, in tokens (equals blocks x block
+    # for a model whose every layer attends to the full context)
+    kv_tokens = (max(kv_bytes, 0) * needed_tokens // per_request) // block * block
+    needed_kv = per_request
     outside = context + (0 if graphs_inside else graphs)
-    needs = budget + outside
+    needs = (non_kv + pinned if pinned is not None else budget) + outside
     available = free if free is not None else total
-    util_min = _ceil_util(non_kv + needed_kv, total)
+    util_min = _ceil_util(non_kv + needed_kv + margin, total)
     util_max = _floor_util(available - outside, total)
 
     reasons: list[str] = []
     tot_gib = _gib(total)
     model = arch["id"]
-    if s["max_model_len"] > arch["max_position_embeddings"]:
+    if s["max_model_len"] > arch["derived_max_model_len"]:
         reasons.append(
-            f"{model}: max_model_len {s['max_model_len']} exceeds the model's max_position_embeddings "
-            f"{arch['max_position_embeddings']}: shorten max_model_len to <= {arch['max_position_embeddings']}"
+            f"{model}: max_model_len {s['max_model_len']} exceeds the model's own maximum "
+            f"{arch['derived_max_model_len']} (vLLM refuses it without VLLM_ALLOW_LONG_MAX_MODEL_LEN): "
+            f"shorten max_model_len to <= {arch['derived_max_model_len']}"
         )
     fix_util = (
         f"raise gpu_memory_utilization to >= {util_min:.2f}"
@@ -482,11 +646,13 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
             f"{s['util']:.2f} x {tot_gib:.2f} GiB = {_gib(budget):.2f} GiB leaves nothing for the KV cache: "
             f"{fix_util}, lower max_num_batched_tokens/max_num_seqs, or pick a smaller/quantized model"
         )
-    elif kv_tokens < s["max_model_len"]:
+    elif kv_bytes - margin < needed_kv:
         reasons.append(
             f"{model}: the KV cache holds {kv_tokens} tokens ({_gib(max(kv_bytes, 0)):.2f} GiB) but one "
-            f"max_model_len request needs {s['max_model_len']} ({_gib(needed_kv):.2f} GiB): {fix_util}, "
-            f"shorten max_model_len to <= {kv_tokens}, or pick a smaller/quantized model"
+            f"max_model_len request needs {s['max_model_len']} ({_gib(needed_kv):.2f} GiB)"
+            + (f" plus the {_gib(margin):.2f} GiB margin held for the run-to-run CUDA-graph estimate and a cold "
+               "torch.compile cache" if margin else "")
+            + f": {fix_util}, shorten max_model_len, or pick a smaller/quantized model"
         )
     if available - context < budget:
         where = f"{_gib(free):.2f} GiB free" if free is not None else f"{tot_gib:.2f} GiB total"
@@ -511,6 +677,14 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
 
     return {
         "model": model,
+        "vllm_version": facts["vllm_version"],
+        "attention_backend": attention_backend(facts, mem["cc"]),
+        "max_model_len_source": "instance" if instance.get("max_model_len") is not None else "model (derived as vLLM does)",
+        "model_max_len": arch["derived_max_model_len"],
+        "kv_cache_memory_bytes": pinned,
+        "verdict_margin_gib": _gib(margin),
+        "cuda_graph_estimate": facts.get("cuda_graph_estimate"),
+        "vision_weights_gib": _gib(vision_bytes(arch, b)),
         "quantization": arch["quantization"]["method"] if arch["quantization"] else None,
         "quantization_verified": arch["quantization"]["verified"] if arch["quantization"] else True,
         "dtype": dtype,
@@ -547,4 +721,6 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         "outside_budget_bytes": outside,
         "non_kv_bytes": non_kv,
         "kv_cache_bytes": kv_bytes,
+        "kv_bytes_per_request": per_request,
+        "verdict_margin_bytes": margin,
     }

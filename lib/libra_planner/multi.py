@@ -14,7 +14,6 @@ import math
 
 from .errors import PlannerError
 from .memory import GIB, _ceil_div, _gib, gpu_memory, plan_instance
-from .models import load_engine_catalog
 
 
 def _check_list(instances: list[dict], filter_name: str) -> None:
@@ -110,9 +109,11 @@ def solve_utilization(
         # Plan once at the largest possible utilization: the non-KV figures do not depend on it.
         probe = dict(instance, gpu_memory_utilization=1.0)
         plan = plan_instance(probe, gpu, filter_name)
-        block = int(load_engine_catalog().get("block_size", 16))
-        tokens = _ceil_div(int(math.ceil(plan["max_model_len"] * min_concurrency)), block) * block
-        need = plan["non_kv_bytes"] + tokens * plan["kv_bytes_per_token"] + margin
+        # min_concurrency requests of max_model_len (sliding-window layers hold their window
+        # only), and the larger of the tier's margin and the verdict's margin for what varies
+        # between two starts (plan_instance verdict_margin_bytes)
+        kv = int(math.ceil(plan["kv_bytes_per_request"] * min_concurrency))
+        need = plan["non_kv_bytes"] + kv + max(margin, plan["verdict_margin_bytes"])
         hundredths = _ceil_div(need * 100, total)
         while int(hundredths * total // 100) < need:
             hundredths += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from libra_planner import PlannerError, choose_dtype, plan_instance
+from libra_planner import load_model_catalog, PlannerError, choose_dtype, plan_instance
 from libra_planner.memory import GIB, MIB, allocator_block_bytes
 
 T4 = {"memory_total_mib": 14.56 * 1024, "compute_capability": "7.5"}  # rows 14-16: 14.56 GiB
@@ -116,15 +116,18 @@ def test_startup_check_refuses_when_free_memory_is_short():
 def test_too_long_context_says_what_to_change(rtx2070):
     """vLLM: "The model's max seq len (...) is larger than the maximum number of tokens that can be
     stored in KV cache" (csv row 30); the plan names the utilization and the length that work."""
-    plan = plan_instance({"model": "Qwen/Qwen2.5-7B-Instruct-AWQ", "gpu_memory_utilization": 0.85,
-                          "max_model_len": 32768}, rtx2070)
+    # vLLM 0.11.0 physics (CUDA graphs outside the budget), the release of that log
+    base = {"model": "Qwen/Qwen2.5-7B-Instruct-AWQ", "gpu_memory_utilization": 0.85, "vllm_version": "0.11.0"}
+    plan = plan_instance(dict(base, max_model_len=32768), rtx2070)
     assert plan["fits"] is False
     assert plan["kv_cache_tokens"] < 32768
     (reason,) = plan["reasons"]
-    assert f"shorten max_model_len to <= {plan['kv_cache_tokens']}" in reason
-    shorter = plan_instance({"model": "Qwen/Qwen2.5-7B-Instruct-AWQ", "gpu_memory_utilization": 0.85,
-                             "max_model_len": plan["kv_cache_tokens"]}, rtx2070)
+    assert "shorten max_model_len" in reason and "raise gpu_memory_utilization" not in reason.split(":")[-1][:5]
+    # the margin held for a cold torch.compile cache comes off what a request may use
+    usable = plan["kv_cache_tokens"] - int(plan["verdict_margin_gib"] * 2**30 // plan["kv_bytes_per_token"]) - 16
+    shorter = plan_instance(dict(base, max_model_len=usable // 16 * 16), rtx2070)
     assert shorter["fits"] is True, shorter["reasons"]
+    assert plan_instance(dict(base, max_model_len=plan["kv_cache_tokens"] + 16), rtx2070)["fits"] is False
 
 
 def test_budget_too_small_for_weights_names_utilization_that_works(rtx2070):
@@ -139,7 +142,8 @@ def test_budget_too_small_for_weights_names_utilization_that_works(rtx2070):
 
 
 def test_enforce_eager_drops_cuda_graph_memory(rtx3060):
-    inst = {"model": "Qwen/Qwen2.5-3B-Instruct", "gpu_memory_utilization": 0.8, "max_model_len": 4096}
+    inst = {"model": "Qwen/Qwen2.5-3B-Instruct", "gpu_memory_utilization": 0.8, "max_model_len": 4096,
+            "vllm_version": "0.11.0"}
     graphs = plan_instance(inst, rtx3060)
     eager = plan_instance(dict(inst, enforce_eager=True), rtx3060)
     assert graphs["cuda_graph_gib"] > 0
@@ -147,6 +151,20 @@ def test_enforce_eager_drops_cuda_graph_memory(rtx3060):
     assert eager["needs_gib"] < graphs["needs_gib"]
     # outside the budget before v0.21 (catalog/engine.yml): the KV cache does not change
     assert eager["kv_cache_tokens"] == graphs["kv_cache_tokens"]
+
+
+def test_cuda_graphs_come_out_of_the_budget_from_v0_21(rtx3060):
+    """0.32.0 gpu_worker.py: available KV = requested - non-KV - cudagraph_memory_estimate."""
+    inst = {"model": "Qwen/Qwen2.5-3B-Instruct", "gpu_memory_utilization": 0.8, "max_model_len": 4096,
+            "vllm_version": "0.32.0"}
+    graphs = plan_instance(inst, rtx3060)
+    eager = plan_instance(dict(inst, enforce_eager=True), rtx3060)
+    assert graphs["cuda_graphs_in_budget"] is True
+    assert eager["kv_cache_gib"] - graphs["kv_cache_gib"] == pytest.approx(graphs["cuda_graph_gib"], abs=2e-4)
+    assert eager["needs_gib"] == graphs["needs_gib"]  # the budget holds both
+    # the verdict holds half the run-to-run graph estimate plus the cold-compile allowance
+    assert graphs["verdict_margin_gib"] == pytest.approx(graphs["cuda_graph_gib"] / 2 + 0.25, abs=2e-4)
+    assert eager["verdict_margin_gib"] == 0
 
 
 def test_plan_reports_every_documented_field(rtx2070):
@@ -166,14 +184,22 @@ def test_plan_reports_every_documented_field(rtx2070):
 
 
 def test_quantized_weights_order(rtx3060):
-    def weights(model):
-        return plan_instance({"model": model, "gpu_memory_utilization": 0.9, "max_model_len": 1024}, rtx3060)["weights_gib"]
+    def weights(model, **extra):
+        return plan_instance(dict({"model": model, "gpu_memory_utilization": 0.9, "max_model_len": 1024}, **extra), rtx3060)["weights_gib"]
 
-    full, int8, int4, awq, int2 = (weights(f"Qwen/Qwen2.5-7B-Instruct{s}") for s in ("", "-GPTQ-Int8", "-GPTQ-Int4", "-AWQ", "-GPTQ-Int2"))
+    full, int8, int4, awq = (weights(f"Qwen/Qwen2.5-7B-Instruct{s}") for s in ("", "-GPTQ-Int8", "-GPTQ-Int4", "-AWQ"))
+    # a 2-bit GPTQ of the same architecture, on the last pinnable release with a 2-bit kernel
+    cfg = dict(load_model_catalog()["Qwen/Qwen2.5-7B-Instruct"]["config"], model_type="qwen2",
+               quantization_config={"quant_method": "gptq", "bits": 2, "group_size": 128, "sym": True})
+    int2 = plan_instance({"model_config": cfg, "gpu_memory_utilization": 0.9, "max_model_len": 1024,
+                          "vllm_version": "0.11.0"}, rtx3060)["weights_gib"]
     assert full > int8 > int4 > int2
     assert awq == pytest.approx(int4, rel=0.02)
     # embeddings and lm_head stay 16-bit: 2 x 152064 x 3584 x 2 bytes = 2.03 GiB floor
     assert int2 > 2 * 152064 * 3584 * 2 / GIB
+    # the pinned release has no 2-bit GPTQ kernel (0.32.0 auto_gptq.py TYPE_MAP: 4 and 8 bits)
+    with pytest.raises(PlannerError, match="2-bit GPTQ has no kernel in vLLM 0.33.0"):
+        plan_instance({"model_config": cfg, "gpu_memory_utilization": 0.9, "max_model_len": 1024}, rtx3060)
 
 
 def test_allocator_rounding_rule():
@@ -227,13 +253,11 @@ GOOD = {"model": "Qwen/Qwen2.5-3B-Instruct-AWQ", "gpu_memory_utilization": 0.5, 
         ({"gpu_memory_utilization": -0.1}, "gpu_memory_utilization"),
         ({"gpu_memory_utilization": "lots"}, "gpu_memory_utilization"),
         ({"gpu_memory_utilization": True}, "gpu_memory_utilization"),
-        ({"gpu_memory_utilization": None}, "gpu_memory_utilization"),
         ({"max_model_len": 0}, "max_model_len"),
         ({"max_model_len": -1}, "max_model_len"),
         ({"max_model_len": "2k"}, "max_model_len"),
         ({"max_model_len": 1024.5}, "max_model_len"),
         ({"max_model_len": False}, "max_model_len"),
-        ({"max_model_len": None}, "max_model_len"),
         ({"max_num_seqs": 0}, "max_num_seqs"),
         ({"max_num_batched_tokens": "many"}, "max_num_batched_tokens"),
         ({"dtype": "int8"}, "dtype"),

@@ -97,13 +97,15 @@ def test_awq_config_with_autoawq_field_names():
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"num_experts": 64, "moe_intermediate_size": 1408}, "model_config.num_experts"),
-        ({"text_config": {}, "vision_config": {}}, "model_config.text_config"),
-        ({"quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}, "model_config.quantization_config.quant_method"),
+        ({"num_experts": "many", "moe_intermediate_size": 1408}, "model_config.num_experts"),
+        ({"text_config": {"hidden_size": 0}, "vision_config": {}}, "model_config.text_config.hidden_size"),
+        ({"vision_config": {"patch_size": 14}}, "model_config.vision_config.hidden_size"),
+        ({"quantization_config": {"quant_method": "hqq"}}, "model_config.quantization_config.quant_method"),
         ({"quantization_config": {"quant_method": "gptq", "bits": 5, "group_size": 128}}, "model_config.quantization_config.bits"),
-        ({"model_type": "gpt2"}, "model_config.model_type"),
+        ({"quantization_config": {"quant_method": "compressed-tensors"}}, "model_config.quantization_config.config_groups"),
+        ({"layer_types": ["mamba"] * 24}, "model_config.layer_types"),
         ({"hidden_size": "big"}, "model_config.hidden_size"),
-        ({"num_key_value_heads": 0}, "model_config.num_key_value_heads"),
+        ({"num_key_value_heads": -1}, "model_config.num_key_value_heads"),
     ],
 )
 def test_unsupported_or_bad_model_config(change, field):
@@ -131,7 +133,13 @@ def test_tied_embeddings_counted_once(rtx3060):
 def test_engine_catalog_pins_an_image_matching_its_version():
     engine = load_engine_catalog()
     assert engine["image"] == f"vllm/vllm-openai:v{engine['vllm_version']}"
-    assert engine["cuda_graphs_in_budget"] is False  # outside the budget before v0.21
+    assert engine["vllm_version"] == engine["default_release"]
+    # the flat keys the roles read are the default release's first build
+    first = engine["releases"][engine["default_release"]]["builds"][0]
+    assert (engine["image"], engine["min_driver_version"], engine["cuda_version"]) == (
+        first["image"], first["min_driver_version"], first["cuda"])
+    assert engine["releases"]["0.11.0"]["cuda_graphs_in_budget"] is False  # outside the budget before v0.21
+    assert engine["releases"]["0.32.0"]["cuda_graphs_in_budget"] is True
     assert engine["block_size"] == 16
 
 
