@@ -46,12 +46,14 @@ TARGETS = {"weights_median": 1.0, "weights_worst": 2.0, "kv_median": 2.0, "kv_wo
 # Qwen2.5-0.5B (base) has the -Instruct architecture (same config.json fields);
 # DeepSeek-R1-Distill-Llama-8B is in the catalog itself.
 MODEL_MAP = [
+    ("unsloth/meta-llama-3.1-8b-instruct-bnb-4bit", "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit"),
     ("qwen/qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
     ("qwen/qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
     ("qwen/qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct"),
     ("qwen/qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct"),
     ("deepseek-ai/deepseek-r1-distill-llama-8b", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"),
     ("meta-llama/llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct"),
+    ("google/gemma-3-4b-it", "google/gemma-3-4b-it"),
 ]
 
 # Compute capability by GPU name (NVIDIA's CUDA GPU list, developer.nvidia.com/cuda-gpus).
@@ -65,23 +67,54 @@ def first_number(text: str) -> float | None:
     return float(match.group()) if match else None
 
 
+# Rows whose model is not a catalog entry, given as the config.json the row's model has.
+# Row 33: llava-hf/llava-v1.6-mistral-7b-hf config.json (LlavaNextForConditionalGeneration:
+# Mistral-7B text model with a 32064-token vocabulary, CLIP ViT-L/14 at 336 px).
+# Row 11: mistralai/Mistral-Small-3.2-24B-Instruct-2506 config.json (Mistral3ForConditionalGeneration:
+# the row's notes confirm 40 layers x 8 KV heads x 128; Pixtral vision tower 24 x 1024, patch 14, 1540 px).
+# Row 29: Qwen2.5-7B-Instruct quantized in flight to bitsandbytes 4-bit (the issue's log).
+_QWEN25_7B = {"model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+              "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "tie_word_embeddings": False,
+              "torch_dtype": "bfloat16", "max_position_embeddings": 32768}
+MODEL_CONFIGS = {
+    "33": {"model_type": "llava_next", "torch_dtype": "float16",
+           "text_config": {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                           "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32064,
+                           "max_position_embeddings": 32768},
+           "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "patch_size": 14,
+                             "image_size": 336}},
+    "11": {"model_type": "mistral3", "torch_dtype": "bfloat16",
+           "text_config": {"model_type": "mistral", "hidden_size": 5120, "intermediate_size": 32768, "num_hidden_layers": 40,
+                           "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 131072,
+                           "max_position_embeddings": 131072},
+           "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "patch_size": 14,
+                             "image_size": 1540}},
+    "29": dict(_QWEN25_7B, quantization_config={"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                                "bnb_4bit_use_double_quant": True}),
+}
+
+
 def skip_reason(row: dict) -> str | None:
     """Why the planner cannot model this row at all (None: it can)."""
     model = row["model"].lower()
-    notes = (row["notes"] + " " + row["model"]).lower()
     tp = first_number(row["tensor_parallel"]) or 1
-    if "moe" in notes.split() or "gpt-oss" in model or "qwen3-235b" in model or model.startswith("deepseek-ai/deepseek-r1,") or model == "deepseek-ai/deepseek-r1":
-        return "mixture-of-experts model (not modelled)"
-    if "bitsandbytes" in row["quantization"].lower() or "bnb" in model:
-        return "bitsandbytes quantization (not modelled)"
-    if "multimodal" in notes or "llava" in model or "conditionalgeneration" in notes:
-        return "multimodal: the vision tower's weights and encoder profile are not modelled"
     if tp > 1:
         return f"tensor_parallel={int(tp)}: per-GPU sharding and NCCL buffers are not modelled"
+    if "mxfp4" in row["quantization"].lower():
+        return "MXFP4 (gpt-oss) quantization is not sized by the planner"
+    if model.startswith("deepseek-ai/deepseek-r1") and "distill" not in model:
+        return "multi-head latent attention (DeepSeek-V3 architecture) is not sized by the planner"
+    if "unsloth-bnb-4bit" in model:
+        return ("Unsloth dynamic 4-bit: the modules it keeps in 16 bits (llm_int8_skip_modules) are not in the row, "
+                "so its weights cannot be sized")
+    if "development build" in row["vllm_version"]:
+        return "a development build between releases: no release's physics to plan it with (weights compared below)"
     return None
 
 
 def catalog_id(row: dict) -> str | None:
+    if row["row_id"] in MODEL_CONFIGS:
+        return "model_config"
     model = row["model"].lower()
     for prefix, target in MODEL_MAP:
         if model.startswith(prefix):
@@ -123,7 +156,16 @@ def row_release(row: dict) -> tuple[str, str]:
 
 def instance_for(row: dict, model: str) -> dict:
     engine = "v0" if row["engine"].strip().upper().startswith("V0") else "v1"
-    inst: dict = {"model": model, "engine": engine, "vllm_version": row_release(row)[1]}
+    inst: dict = {"engine": engine, "vllm_version": row_release(row)[1]}
+    if model == "model_config":
+        inst["model_config"] = MODEL_CONFIGS[row["row_id"]]
+        inst["model"] = row["model"].split(" ")[0]
+    else:
+        inst["model"] = model
+    # The vllm/vllm-openai image ships FlashInfer and the V1 engine samples with it on compute
+    # capability >= 8.0 (the llm-d rows ran that image, rows 4 and 5 say so).
+    if engine == "v1" and "llm-d" in row["source"] and compute_capability(row) >= "8.0":
+        inst["sampler"] = "flashinfer"
     dtype = row["dtype"].lower()
     inst["dtype"] = "bfloat16" if dtype.startswith("bfloat16") else "float16" if dtype.startswith("float16") else "auto"
     for field in ("gpu_memory_utilization", "max_model_len", "max_num_seqs", "max_num_batched_tokens"):
@@ -132,6 +174,17 @@ def instance_for(row: dict, model: str) -> dict:
             inst[field] = value if field == "gpu_memory_utilization" else int(value)
     inst["enforce_eager"] = row["enforce_eager"].strip().lower().startswith("true")
     return inst
+
+
+def _bucket(by_release: dict, row: dict) -> dict:
+    stated, release = row_release(row)
+    return by_release.setdefault(f"{stated} -> {release}", {"weights": [], "kv": [], "verdict": []})
+
+
+def _catalog_releases() -> list[str]:
+    from libra_planner.engine import releases  # noqa: PLC0415
+
+    return list(releases())
 
 
 def pct(a: float, b: float) -> float:
@@ -144,6 +197,7 @@ def run(path: str) -> int:
     weight_errs: list[float] = []
     kv_errs: list[float] = []
     verdicts: list[bool] = []
+    by_release: dict[str, dict[str, list]] = {}
     skipped: list[str] = []
     print(f"{'row':>4}  {'model':<34} {'weights pred/obs GiB':>22} {'err%':>6}  {'KV pred/obs GiB':>17} {'%budget':>8}  verdict pred/obs")
     for row in rows:
@@ -166,7 +220,14 @@ def run(path: str) -> int:
                       f"{'fits' if plan['fits'] else 'no-fit(startup check)' if said else 'no-fit'}/no-fit  [startup-check rule]")
                 continue
         if reason:
-            skipped.append(f"{rid:>4}  {row['model'][:60]}: {reason}")
+            extra = ""
+            model = catalog_id(row)
+            w_obs = first_number(row["obs_model_loading_gib"])
+            if model and w_obs and "development build" in reason:
+                gpu = {"memory_total_mib": (gpu_total_gib(row) or 80.0) * 1024, "compute_capability": compute_capability(row)}
+                w_pred = plan_instance(dict(instance_for(row, model), vllm_version="0.11.0", max_model_len=2048), gpu)["weights_gib"]
+                extra = f" [weights {w_pred:.3f} predicted vs {w_obs:.3f} logged: {pct(w_pred - w_obs, w_obs):+.2f} %]"
+            skipped.append(f"{rid:>4}  {row['model'][:60]}: {reason}{extra}")
             continue
         model = catalog_id(row)
         if model is None:
@@ -189,6 +250,7 @@ def run(path: str) -> int:
         if w_obs:
             err = pct(plan["weights_gib"] - w_obs, w_obs)
             weight_errs.append(abs(err))
+            _bucket(by_release, row)["weights"].append(abs(err))
             w_txt, w_err_txt = f"{plan['weights_gib']:.3f}/{w_obs:.3f}", f"{err:+.2f}"
         util_known = first_number(row["gpu_memory_utilization"]) is not None
         kv_obs = first_number(row["obs_kv_cache_gib"])
@@ -201,8 +263,10 @@ def run(path: str) -> int:
             budget = plan["budget_bytes"] / GIB
             err = pct(plan["kv_cache_bytes"] / GIB - kv_obs, budget)
             kv_errs.append(abs(err))
+            _bucket(by_release, row)["kv"].append(abs(err))
             kv_txt, kv_err_txt = f"{plan['kv_cache_bytes'] / GIB:.2f}/{kv_obs:.2f}", f"{err:+.2f}"
             verdicts.append(plan["fits"] == ok)
+            _bucket(by_release, row)["verdict"].append(plan["fits"] == ok)
             verdict_txt = f"{'fits' if plan['fits'] else 'no-fit'}/{'fits' if ok else 'no-fit'}"
         elif kv_obs is not None:
             kv_txt = f"-/{kv_obs:.2f}"
@@ -226,6 +290,17 @@ def run(path: str) -> int:
         print(f"{name}: {len(errs)} rows, median |error| {median:.2f} % (target <= {median_target}), "
               f"worst {worst:.2f} % (target <= {worst_target}) {unit}: {'met' if met else 'MISSED'}")
 
+    print("\nper vLLM release (the row's stated release -> the catalog release whose physics planned it):")
+    for key in sorted(by_release):
+        got = by_release[key]
+        w, k, v = got["weights"], got["kv"], got["verdict"]
+        print(f"  {key:<22} weights {len(w):>2} rows"
+              + (f" median {statistics.median(w):.2f} % worst {max(w):.2f} %" if w else "")
+              + f"; KV {len(k):>2} rows" + (f" median {statistics.median(k):.2f} % worst {max(k):.2f} %" if k else "")
+              + f"; verdict {sum(v)}/{len(v)}")
+    planned_with = {row_release(r)[1] for r in rows}
+    for release in sorted(set(_catalog_releases()) - planned_with):
+        print(f"  (no calibration row is planned with vLLM {release}'s physics)")
     print()
     summary("weights", weight_errs, TARGETS["weights_median"], TARGETS["weights_worst"], "of observed weights")
     summary("kv cache", kv_errs, TARGETS["kv_median"], TARGETS["kv_worst"], "of the budget")
