@@ -78,6 +78,8 @@ def describe(schema: Any) -> str:
     schema = _resolve(schema)
     if not isinstance(schema, dict):
         return "a valid value"
+    if "title" in schema:
+        return schema["title"]
     if "const" in schema:
         return repr(schema["const"])
     if "enum" in schema:

@@ -14,11 +14,16 @@ REQUIRED = [
     for size in ("0.5B", "1.5B", "3B", "7B")
     for suffix in ("", "-AWQ", "-GPTQ-Int4", "-GPTQ-Int8")
 ] + [
-    "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int2",
     "meta-llama/Llama-3.2-1B-Instruct",
     "meta-llama/Llama-3.2-3B-Instruct",
     "meta-llama/Llama-3.1-8B-Instruct",
     "mistralai/Mistral-7B-Instruct-v0.3",
+    # issue 8: Qwen3, Qwen3 AWQ, an FP8 model, a bitsandbytes model, Gemma 3 multimodal
+    "Qwen/Qwen3-8B",
+    "Qwen/Qwen3-8B-AWQ",
+    "Qwen/Qwen3-8B-FP8",
+    "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
+    "google/gemma-3-4b-it",
 ]
 
 
@@ -33,19 +38,19 @@ def test_every_entry_resolves_and_cites_its_source(model_id):
     assert entry["source"].startswith("https://huggingface.co/")
     arch = resolve_model_config({"model": model_id}, "vllm_memory_plan")
     assert arch["num_heads"] % arch["num_kv_heads"] == 0
-    assert arch["hidden_size"] == arch["num_heads"] * arch["head_dim"] or "head_dim" in entry["config"]
+    text = entry["config"].get("text_config", entry["config"])
+    assert arch["hidden_size"] == arch["num_heads"] * arch["head_dim"] or "head_dim" in text
     quant = entry.get("quantization")
     if quant is not None:
-        assert quant["method"] in ("awq", "gptq")
+        assert quant["method"] in ("awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors")
         assert isinstance(quant["verified"], bool)
         if not quant["verified"]:
-            assert quant["note"], "an unverified entry says what is unverified"
+            assert quant.get("note") or entry.get("verified") is False, "an unverified entry says what is unverified"
 
 
-def test_two_bit_checkpoint_is_marked_unverified():
-    quant = CATALOG["Qwen/Qwen2.5-7B-Instruct-GPTQ-Int2"]["quantization"]
-    assert quant["bits"] == 2
-    assert quant["verified"] is False
+def test_no_dead_two_bit_id():
+    """Qwen/Qwen2.5-7B-Instruct-GPTQ-Int2 never existed publicly (issue 8): not in the catalog."""
+    assert "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int2" not in CATALOG
 
 
 @pytest.mark.parametrize(
