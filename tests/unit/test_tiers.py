@@ -59,7 +59,8 @@ def test_auto_takes_the_best_ranked_tier_that_fits(preset):
     gpu = gpu_from_preset(preset)
     resolved = _resolve("auto", gpu)
     candidates = resolved["candidates"]
-    assert [c["name"] for c in candidates] == tier_names(CATALOG)
+    # auto chooses among the guide's tiers only, never max (auto: false in catalog/tiers.yml)
+    assert [c["name"] for c in candidates] == [n for n in tier_names(CATALOG) if n != "max"]
     ranks = [c["quality_rank"] for c in candidates]
     assert ranks == sorted(ranks, reverse=True)
     # each candidate's verdict is the verdict of resolving that tier directly
@@ -84,7 +85,10 @@ def test_resolved_shape(tier):
     for inst in resolved["instances"]:
         assert INSTANCE_KEYS <= set(inst), INSTANCE_KEYS - set(inst)
         assert 0 < inst["gpu_memory_utilization"] <= 1
-        assert inst["model"] == CATALOG["models"][inst["model_slot"]]
+        if tier == "max":  # the ladder's largest rung that fits, not the slot's default
+            assert inst["model"] in CATALOG["ladder"]
+        else:
+            assert inst["model"] == CATALOG["models"][inst["model_slot"]]
         for key in ("weights_gib", "kv_cache_gib", "kv_cache_tokens", "max_concurrency", "fits", "reasons"):
             assert key in inst["plan"]
     if len(resolved["instances"]) > 1:
@@ -130,19 +134,25 @@ def test_vllm_models_override_and_unknown_model():
 
 
 @pytest.mark.parametrize(
-    "preset,tier,expected",
+    "preset,tier,version,expected",
     [
-        # Turing has no Marlin kernel: plain AWQ / GPTQ; Ampere and Ada run 4-bit AWQ on Marlin,
-        # and an explicit --quantization awq would force the slow kernel (vllm-project/vllm#20112).
-        ("rtx2070", "dual", ["awq", "awq"]),
-        ("rtx3060", "dual", ["awq_marlin", "awq_marlin"]),
-        ("rtx2070", "ultralight", ["gptq"]),
-        ("rtx4090", "ultralight", ["gptq_marlin"]),
-        ("rtx4090", "int2", ["gptq"]),  # 2-bit GPTQ has no Marlin kernel
+        # vLLM 0.32 runs Marlin from compute capability 7.5 (utils/marlin_utils.py), so Turing too;
+        # an explicit --quantization awq would force the slow kernel (vllm-project/vllm#20112).
+        ("rtx2070", "dual", None, ["awq_marlin", "awq_marlin"]),
+        ("rtx3060", "dual", None, ["awq_marlin", "awq_marlin"]),
+        ("rtx2070", "ultralight", None, ["gptq_marlin"]),
+        ("rtx4090", "ultralight", None, ["gptq_marlin"]),
+        ("rtx4090", "int2", None, ["gptq_marlin"]),
+        # vLLM 0.11.0: Marlin from 8.0 only, so Turing gets the plain kernels
+        ("rtx2070", "dual", "0.11.0", ["awq", "awq"]),
+        ("rtx2070", "ultralight", "0.11.0", ["gptq"]),
+        ("rtx3060", "dual", "0.11.0", ["awq_marlin", "awq_marlin"]),
     ],
 )
-def test_quantization_flag_matches_the_kernel_planned(preset, tier, expected):
-    assert [i["quantization"] for i in _resolve(tier, gpu_from_preset(preset))["instances"]] == expected
+def test_quantization_flag_matches_the_kernel_planned(preset, tier, version, expected):
+    overrides = {tier: {"vllm_version": version}} if version else {}
+    resolved = _resolve(tier, gpu_from_preset(preset), overrides=overrides)
+    assert [i["quantization"] for i in resolved["instances"]] == expected
 
 
 def test_unknown_model_with_model_config_is_planned():
@@ -183,7 +193,7 @@ def test_dual_on_8gb_does_not_fit_and_says_why():
     assert needs and float(needs.group(1)) > 0
     assert "has 8.00 GiB" in text
     # names what would fit, and each of those claims holds when planned
-    assert any(r.startswith("tiers that fit") or r.startswith("a bigger card") or r.startswith("a shorter context") or r.startswith("the 2-bit 7B") for r in resolved["reasons"])
+    assert any(r.startswith("tiers that fit") or r.startswith("a bigger card") or r.startswith("a shorter context") or r.startswith("the int2 slot's 7B") for r in resolved["reasons"])
 
 
 SUGGESTION_GPUS = [gpu_from_memory(mib, cap) for mib, cap in ((4096, "7.5"), (6144, "7.5"), (8192, "7.5"), (10240, "8.6"), (12288, "8.6"), (16384, "8.9"))]
@@ -203,7 +213,7 @@ def test_every_suggestion_is_true(gpu, tier, overrides):
             merged.setdefault(tier, {})["max_model_len"] = int(m.group(1))
             assert _resolve(tier, gpu, overrides=merged)["fits"], reason
             checked += 1
-        elif m := re.match(r"the 2-bit 7B fits as the large model: vllm_models.large: (\S+)", reason):
+        elif m := re.match(r"the int2 slot's 7B fits as the large model: vllm_models.large: (\S+)", reason):
             assert _resolve(tier, gpu, models={"large": m.group(1)}, overrides=overrides)["fits"], reason
             checked += 1
         elif m := re.match(r"tiers that fit [^:]+: ([a-z0-9_, ]+) \(", reason):

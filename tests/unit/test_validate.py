@@ -26,9 +26,9 @@ def _yaml(rel):
 
 BAD_INVENTORY = [
     # (id, inventory vars, field path in the error, substrings the message must carry)
-    ("unknown-tier", {"tier": "duel"}, "tier", ["'duel'", "dual, single, ultralight, int2, auto", "did you mean 'dual'"]),
-    ("empty-tier", {"tier": ""}, "tier", ["''", "dual, single, ultralight, int2, auto"]),
-    ("missing-tier", {}, "tier", ["required", "dual, single, ultralight, int2, auto"]),
+    ("unknown-tier", {"tier": "duel"}, "tier", ["'duel'", "dual, single, ultralight, int2, max, auto", "did you mean 'dual'"]),
+    ("empty-tier", {"tier": ""}, "tier", ["''", "dual, single, ultralight, int2, max, auto"]),
+    ("missing-tier", {}, "tier", ["required", "dual, single, ultralight, int2, max, auto"]),
     (
         "typo-knob",
         {"tier": "single", "vllm_tier_overrides": {"single": {"max_model_length": 1024}}},
