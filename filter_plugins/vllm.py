@@ -16,8 +16,10 @@ _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
+from libra_planner import engine as _engine  # noqa: E402
 from libra_planner import errors as _errors  # noqa: E402
 from libra_planner import nvidia_smi as _smi  # noqa: E402
+from libra_planner import tables as _tables  # noqa: E402
 from libra_planner import tiers as _tiers  # noqa: E402
 from libra_planner import validate as _validate  # noqa: E402
 
@@ -101,7 +103,22 @@ def vllm_gpu_preset(name, memory_total_mib=None, compute_capability=None):
 
 def vllm_plan_table(resolved, summary=False):
     """``resolved | vllm_plan_table``: text lines of the budget table for one or more resolved tiers."""
-    return _tiers.plan_table(_unwrap(resolved), bool(summary))
+    return _tables.plan_table(_unwrap(resolved), bool(summary))
+
+
+def vllm_max_table(models=None, overrides=None):
+    """``vllm_models | vllm_max_table(vllm_tier_overrides)``: what tier max runs on every GPU preset, as text lines."""
+    rows = _tiers.max_by_preset(_unwrap(models) or {}, _unwrap(overrides) or {}, filter_name="vllm_max_table")
+    return _tables.max_table(rows)
+
+
+def vllm_engine_build(engine_catalog, version=None, driver_version=None):
+    """``engine_catalog | vllm_engine_build(version, driver_version)``: the image build of a vLLM release the driver runs.
+
+    ``engine_catalog`` may be the loaded catalog/engine.yml or ``none`` to read the project's;
+    ``version`` ``none`` means the catalog's default release. Refuses naming the driver needed.
+    """
+    return _engine.engine_build(_unwrap(engine_catalog) or None, version, driver_version, "vllm_engine_build")
 
 
 def vllm_gpu_for_plan(gpu, apps=None, own_process_regex=None):
@@ -131,6 +148,8 @@ class FilterModule:
                 vllm_gpu_preset,
                 vllm_select_gpu,
                 vllm_plan_table,
+                vllm_max_table,
+                vllm_engine_build,
                 vllm_gpu_for_plan,
             )
         }

@@ -88,3 +88,19 @@ def plan_table(resolved_list, summary: bool = False) -> list[str]:
                 + ", ".join(f"{c['name']}={'fits' if c['fits'] else 'no'}" for c in resolved["candidates"])
             )
     return lines
+
+
+def max_table(resolved_list: list[dict]) -> list[str]:
+    """Text lines: what tier max runs on each GPU (one line per resolved max tier, with ``preset``)."""
+    lines = [f"{'preset':<11} {'GiB':>6} {'cc':>4}  {'model':<38} {'util':>5} {'weights':>8} {'kv_cache':>8} {'tokens':>7}  verdict"]
+    for resolved in resolved_list:
+        gpu = resolved.get("gpu") or {}
+        inst = (resolved.get("instances") or [{}])[0]
+        plan = inst.get("plan") or {}
+        lines.append(
+            f"{str(resolved.get('preset', '')):<11} {_gib(gpu.get('memory_total_mib') or 0):>6.1f} {str(gpu.get('compute_capability')):>4}  "
+            f"{str(inst.get('model', '-'))[:38]:<38} {_cell(_num(inst.get('gpu_memory_utilization'))):>5} "
+            f"{_cell(_num(plan.get('weights_gib'))):>8} {_cell(_num(plan.get('kv_cache_gib'))):>8} "
+            f"{_cell(_num(plan.get('kv_cache_tokens')), '{:.0f}'):>7}  {'fits' if resolved.get('fits') else 'does not fit'}"
+        )
+    return lines

@@ -220,3 +220,12 @@ def resolve_max(catalog: dict, gpu: dict, models: dict | None, overrides: dict |
         raise PlannerError(filter_name, "tier", "max: no model of the ladder could be planned: " + "; ".join(tried))
     last["reasons"] = [f"tier max: no model of the ladder fits {gpu_label(gpu)}; the smallest is {ladder[0]}"] + last["reasons"]
     return last
+
+
+def max_by_preset(models: dict | None = None, overrides: dict | None = None, catalog: dict | None = None,
+                  filter_name: str = "vllm_max_table") -> list[dict]:
+    """Tier max resolved on every GPU preset of catalog/gpus.yml, smallest card first."""
+    catalog = catalog or load_tier_catalog()
+    presets = sorted(load_gpu_presets().items(), key=lambda item: item[1]["memory_total_mib"])
+    return [_public(resolve_max(catalog, gpu_from_preset(name), models, overrides, filter_name), MAX_TIER, gpu_from_preset(name))
+            | {"preset": name} for name, _ in presets]
