@@ -275,8 +275,8 @@ def _linear_tensor_bytes(in_f: int, out_f: int, quant: dict | None, bias: bool, 
             tensors.append(_ceil_div(in_f, quant["group_size"]) * out_f * dtype_bytes)
         else:
             tensors.append(3 * 4)  # one scale per merged shard (q, k, v at most)
-        if quant.get("act_bits") == 8 and scale != "block":
-            tensors.append(4)  # static input scale
+        if quant.get("act_static"):
+            tensors.append(4)  # static input scale (activation_scheme static)
     else:  # bitsandbytes (vllm .../quantization/bitsandbytes.py: uint8 packed weight + quant state)
         n = in_f * out_f
         if quant["bits"] == 8:

@@ -123,6 +123,7 @@ def _normalize_quant(raw: Any, filter_name: str, prefix: str) -> dict | None:
         "act_bits": 16,
         "double_quant": False,
         "in_flight": bool(raw.get("in_flight", False)),
+        "act_static": False,
     }
     if method in ("awq", "gptq"):
         bits = raw.get("bits", raw.get("w_bit"))
@@ -139,7 +140,8 @@ def _normalize_quant(raw: Any, filter_name: str, prefix: str) -> dict | None:
         # block scales; activation_scheme static|dynamic; per-tensor scale otherwise.
         block = raw.get("weight_block_size")
         out.update(bits=8, weight_scale="block" if block else str(raw.get("weight_scale", "tensor")),
-                   block=list(block) if block else None, act_bits=8 if raw.get("activation_scheme") else 16)
+                   block=list(block) if block else None, act_bits=8 if raw.get("activation_scheme") else 16,
+                   act_static=raw.get("activation_scheme") == "static")
     elif method == "compressed-tensors":
         groups = raw.get("config_groups") or {}
         if not isinstance(groups, dict) or not groups:
@@ -158,6 +160,7 @@ def _normalize_quant(raw: Any, filter_name: str, prefix: str) -> dict | None:
             zero_point=not bool(weights.get("symmetric", True)),
             weight_scale=strategy,
             act_bits=int(acts.get("num_bits", 16)) if acts else 16,
+            act_static=bool(acts) and not acts.get("dynamic", False),
             float_weights=str(weights.get("type", "int")) == "float",
         )
     else:  # bitsandbytes
