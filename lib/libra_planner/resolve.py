@@ -208,6 +208,8 @@ def resolve_one(catalog: dict, tier: str, gpu: dict, models: dict | None, overri
     for inst, inst_plan in zip(built["instances"], plan["instances"]):
         inst["plan"] = inst_plan
         inst.setdefault("kv_cache_memory_bytes", None)
+        # unset (null): the model's own maximum, written out so the rendered command says it
+        inst["max_model_len"] = inst_plan["max_model_len"]
     built["fits"] = bool(plan["fits"]) and not solver_reasons
     built["reasons"] = solver_reasons + [r for r in plan["reasons"] if r not in solver_reasons]
     built["total_needs_gib"] = plan["total_needs_gib"]

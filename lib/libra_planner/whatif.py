@@ -40,7 +40,7 @@ def suggestions(catalog, tier, gpu, models, overrides, filter_name) -> list[str]
     built = build_tier(catalog, tier, models, overrides, filter_name)
     # 1. a shorter context, same tier and card
     length = min(int(inst["max_model_len"]) for inst in built["instances"] if inst.get("max_model_len")) if any(
-        inst.get("max_model_len") for inst in built["instances"]) else 4096
+        inst.get("max_model_len") for inst in built["instances"]) else 65536
     candidate = length // 2
     while candidate >= MIN_SUGGESTED_LEN:
         result = fits_quietly(catalog, tier, gpu, models, with_override(overrides, tier, max_model_len=candidate), filter_name)
