@@ -120,3 +120,10 @@ def test_pinned_kv_cache_is_what_the_plan_holds():
     assert free["kv_cache_memory_bytes"] is None
     # the pinned plan needs weights + activations + graphs + the pinned KV + context, not the budget
     assert pinned["needs_gib"] < free["needs_gib"]
+
+
+def test_builds_go_from_the_newest_cuda_to_the_oldest():
+    """preflight's default minimum driver is the last build's floor (roles/preflight/defaults)."""
+    for version, release in load_engine_catalog()["releases"].items():
+        floors = [tuple(int(p) for p in b["min_driver_version"].split(".")) for b in release["builds"]]
+        assert floors == sorted(floors, reverse=True), version

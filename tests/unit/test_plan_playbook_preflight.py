@@ -163,8 +163,9 @@ def test_bad_gpu_index_names_the_valid_ones(preflight_run):
 def test_old_driver_stops_a_stack_that_would_start(preflight_run):
     message = _failure(preflight_run, "olddriver")
     assert "driver is too old" in message
-    # the recording's driver and the engine catalog's minimum, both named
-    assert "510.68.02" in message and "570.124.06" in message
+    # the recording's driver and the engine catalog's minimum (the pinned release's -cu129 build,
+    # CUDA 12.9: >= 575.51.03), both named
+    assert "510.68.02" in message and "575.51.03" in message
 
 
 def test_old_driver_only_warns_when_the_stack_does_not_start(preflight_run):
