@@ -66,8 +66,16 @@ def load_model_catalog(path: str | None = None) -> dict:
 
 
 def load_engine_catalog(path: str | None = None) -> dict:
-    """Return ``catalog/engine.yml`` (the pinned vLLM version and its engine facts), cached."""
-    return _load_yaml(os.path.abspath(path or DEFAULT_ENGINE_CATALOG))
+    """Return ``catalog/engine.yml`` (vLLM releases and the default pin), validated against
+    schemas/engine.schema.json, cached."""
+    return _validated_engine(os.path.abspath(path or DEFAULT_ENGINE_CATALOG))
+
+
+@functools.lru_cache(maxsize=4)
+def _validated_engine(path: str) -> dict:
+    from .validate import validate  # noqa: PLC0415  (validate imports nothing from here; kept local to load on use)
+
+    return validate(_load_yaml(path), "engine", filter_name="vllm_engine_build")
 
 
 def _positive_int(cfg: dict, key: str, filter_name: str, prefix: str) -> int:

@@ -127,3 +127,15 @@ def test_builds_go_from_the_newest_cuda_to_the_oldest():
     for version, release in load_engine_catalog()["releases"].items():
         floors = [tuple(int(p) for p in b["min_driver_version"].split(".")) for b in release["builds"]]
         assert floors == sorted(floors, reverse=True), version
+
+
+def test_engine_schema_catches_a_release_without_its_driver_floor():
+    import copy
+
+    from libra_planner.validate import validate
+
+    doc = copy.deepcopy(load_engine_catalog())
+    del doc["releases"]["0.32.0"]["builds"][1]["min_driver_version"]
+    with pytest.raises(PlannerError) as err:
+        validate(doc, "engine", "t")
+    assert "releases.0.32.0.builds[1].min_driver_version" in str(err.value) or "min_driver_version" in str(err.value)
