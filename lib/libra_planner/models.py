@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .errors import PlannerError
+from .validate import validate
 
 # filter_plugins/libra_planner/models.py -> repository root is two directories up.
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -73,8 +74,6 @@ def load_engine_catalog(path: str | None = None) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def _validated_engine(path: str) -> dict:
-    from .validate import validate  # noqa: PLC0415  (validate imports nothing from here; kept local to load on use)
-
     return validate(_load_yaml(path), "engine", filter_name="vllm_engine_build")
 
 
