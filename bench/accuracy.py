@@ -140,18 +140,18 @@ def compute_capability(row: dict) -> str:
 
 
 def row_release(row: dict) -> tuple[str, str]:
-    """(the vLLM version the row names, or "unstated"; the catalog release whose physics plans it).
+    """(the vLLM release the row names, or "unstated"; the vllm_version the planner is given).
 
-    Releases before v0.21 keep CUDA graphs outside the budget (planned as 0.11.0); from v0.21
-    on the profiled graph estimate is inside it (planned as 0.32.0). Rows that do not state
-    their version come from 2024-2025 logs (V0, or V1 before 0.21 by their log format).
+    The planner plans a release catalog/engine.yml does not list with the facts of the listed
+    release of its era (``eras``: CUDA graphs outside the budget before v0.21, inside from it).
+    Rows that do not state their version come from 2024-2025 logs (V0, or V1 before 0.21 by
+    their log format) and are given 0.11.0.
     """
     match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", row["vllm_version"])
     if not match or "not stated" in row["vllm_version"].lower() and not row["vllm_version"].lower().startswith("~"):
         return "unstated", "0.11.0"
-    major, minor = int(match.group(1)), int(match.group(2))
-    stated = f"{major}.{minor}"
-    return stated, "0.11.0" if (major, minor) < (0, 21) else "0.32.0"
+    major, minor, patch = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+    return f"{major}.{minor}", f"{major}.{minor}.{patch}"
 
 
 def instance_for(row: dict, model: str) -> dict:
@@ -177,8 +177,10 @@ def instance_for(row: dict, model: str) -> dict:
 
 
 def _bucket(by_release: dict, row: dict) -> dict:
-    stated, release = row_release(row)
-    return by_release.setdefault(f"{stated} -> {release}", {"weights": [], "kv": [], "verdict": []})
+    from libra_planner.engine import resolve_version  # noqa: PLC0415
+
+    stated, asked = row_release(row)
+    return by_release.setdefault(f"{stated} -> {resolve_version(asked, 'bench')}", {"weights": [], "kv": [], "verdict": []})
 
 
 def _catalog_releases() -> list[str]:
@@ -298,7 +300,9 @@ def run(path: str) -> int:
               + (f" median {statistics.median(w):.2f} % worst {max(w):.2f} %" if w else "")
               + f"; KV {len(k):>2} rows" + (f" median {statistics.median(k):.2f} % worst {max(k):.2f} %" if k else "")
               + f"; verdict {sum(v)}/{len(v)}")
-    planned_with = {row_release(r)[1] for r in rows}
+    from libra_planner.engine import resolve_version  # noqa: PLC0415
+
+    planned_with = {resolve_version(row_release(r)[1], "bench") for r in rows}
     for release in sorted(set(_catalog_releases()) - planned_with):
         print(f"  (no calibration row is planned with vLLM {release}'s physics)")
     print()

@@ -32,29 +32,45 @@ def default_release(catalog: dict | None = None) -> str:
     return str((catalog or load_engine_catalog())["default_release"])
 
 
-def resolve_version(version: Any, filter_name: str, catalog: dict | None = None) -> str:
-    """The release an instance runs: its ``vllm_version`` or the catalog's default pin."""
+def normalize_version(version: Any, filter_name: str, catalog: dict | None = None) -> str:
+    """``"v0.24"`` -> ``"0.24.0"``; unset -> the catalog's default pin; anything else is refused."""
     catalog = catalog or load_engine_catalog()
     if version in (None, ""):
         return default_release(catalog)
     text = str(version).strip().lstrip("v")
-    known = releases(catalog)
-    if text not in known:
+    parts = text.split(".")
+    if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
         raise PlannerError(
             filter_name,
             "vllm_version",
-            f"vLLM release {version!r} is not in catalog/engine.yml; known releases: {', '.join(known)}",
+            f"must be a vLLM release such as \"0.32.0\" (got {version!r}); catalog/engine.yml lists {', '.join(releases(catalog))}",
         )
-    return text
+    return ".".join(parts + ["0"] * (3 - len(parts)))
+
+
+def resolve_version(version: Any, filter_name: str, catalog: dict | None = None) -> str:
+    """The listed release an instance runs: exactly, or (for planning only) the one of its era."""
+    catalog = catalog or load_engine_catalog()
+    text = normalize_version(version, filter_name, catalog)
+    if text in releases(catalog):
+        return text
+    wanted = _version_tuple(text, filter_name, "vllm_version")
+    era = [e for e in catalog["eras"] if _version_tuple(e["from"], filter_name, "eras") <= wanted]
+    return str(era[-1]["facts_from"])
 
 
 def release_facts(version: Any = None, filter_name: str = "vllm_memory_plan", catalog: dict | None = None) -> dict:
-    """Flat facts of one release: shared facts overlaid with ``releases[version]`` (+ ``vllm_version``)."""
+    """Flat facts of one release: shared facts overlaid with the release's own.
+
+    ``vllm_version`` is the release asked for; ``vllm_facts_from`` the listed release whose facts
+    plan it (itself when listed, else the listed release of its era).
+    """
     catalog = catalog or load_engine_catalog()
     name = resolve_version(version, filter_name, catalog)
     facts = {k: catalog[k] for k in _SHARED_KEYS if k in catalog}
     facts.update(catalog["releases"][name])
-    facts["vllm_version"] = name
+    facts["vllm_version"] = normalize_version(version, filter_name, catalog)
+    facts["vllm_facts_from"] = name
     return facts
 
 
@@ -81,7 +97,14 @@ def engine_build(catalog: dict | None, version: Any, driver_version: Any, filter
     floor is refused, naming the lowest driver that would run the release.
     """
     catalog = catalog or load_engine_catalog()
-    name = resolve_version(version, filter_name, catalog)
+    name = normalize_version(version, filter_name, catalog)
+    if name not in releases(catalog):
+        raise PlannerError(
+            filter_name,
+            "vllm_version",
+            f"vLLM release {version!r} is not in catalog/engine.yml, so its image builds and driver floors are not known; "
+            f"releases with images: {', '.join(releases(catalog))}",
+        )
     have = _version_tuple(driver_version, filter_name, "driver_version")
     builds = catalog["releases"][name]["builds"]
     for build in builds:

@@ -678,6 +678,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     return {
         "model": model,
         "vllm_version": facts["vllm_version"],
+        "vllm_facts_from": facts["vllm_facts_from"],
         "attention_backend": attention_backend(facts, mem["cc"]),
         "max_model_len_source": "instance" if instance.get("max_model_len") is not None else "model (derived as vLLM does)",
         "model_max_len": arch["derived_max_model_len"],

@@ -56,6 +56,25 @@ def test_unknown_release_lists_the_known_ones(bad, field):
     assert "0.33.0" in err.value.message and "0.11.0" in err.value.message
 
 
+@pytest.mark.parametrize(
+    ("asked", "facts_from", "graphs_in"),
+    [
+        # CUDA graphs came into the budget in v0.21.0 (0.32.0 gpu_worker.py log message)
+        ("0.15.1", "0.11.0", False),
+        ("0.20", "0.11.0", False),
+        ("0.21.0", "0.32.0", True),
+        ("v0.28.0", "0.32.0", True),
+        ("0.11.0", "0.11.0", False),
+        ("0.7.2", "0.11.0", False),
+    ],
+)
+def test_unlisted_release_is_planned_with_its_eras_facts(asked, facts_from, graphs_in):
+    facts = release_facts(asked)
+    assert facts["vllm_facts_from"] == facts_from
+    assert facts["cuda_graphs_in_budget"] is graphs_in
+    assert facts["vllm_version"].count(".") == 2
+
+
 def test_driver_must_be_a_version():
     with pytest.raises(PlannerError, match="driver_version"):
         engine_build(None, None, "five-eighty")
