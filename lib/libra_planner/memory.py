@@ -456,6 +456,10 @@ def release_refusal(arch: dict, facts: dict, cc: tuple[int, int]) -> str | None:
     if quant is None:
         return None
     method = quant["method"]
+    if facts["vllm_facts_from"] != version and method in ("gptq", "bitsandbytes"):
+        # a release the catalog does not list: whether it still had 2/3-bit or asymmetric GPTQ
+        # and bitsandbytes (0.11.0 had them, 0.32.0 has not) is not known, so it is planned
+        return None
     if method == "gptq" and quant["bits"] not in q["gptq_bits"]:
         return (f"{quant['bits']}-bit GPTQ has no kernel in vLLM {version} (GPTQ bits it runs: "
                 f"{', '.join(str(b) for b in q['gptq_bits'])}): use a 4-bit GPTQ/AWQ checkpoint, or pin "
@@ -472,13 +476,21 @@ def release_refusal(arch: dict, facts: dict, cc: tuple[int, int]) -> str | None:
     return None
 
 
+def by_capability(value: Any, cc: tuple[int, int]) -> Any:
+    """A per-release fact that may depend on compute capability: a plain value, or a mapping
+    ``{"7.5": ..., "8.0": ...}`` whose highest key <= ``cc`` applies (None below every key)."""
+    if not isinstance(value, dict):
+        return value
+    chosen = None
+    for key, item in sorted(value.items(), key=lambda kv: tuple(int(x) for x in kv[0].split("."))):
+        if cc >= tuple(int(x) for x in key.split(".")):
+            chosen = item
+    return chosen
+
+
 def attention_backend(facts: dict, cc: tuple[int, int]) -> str:
     """The attention backend the release picks on this compute capability (catalog/engine.yml)."""
-    chosen = None
-    for key, backend in sorted(facts.get("attention_backend", {}).items(), key=lambda kv: tuple(int(x) for x in kv[0].split("."))):
-        if cc >= tuple(int(x) for x in key.split(".")):
-            chosen = backend
-    return chosen or "unknown"
+    return by_capability(facts.get("attention_backend", {}), cc) or "unknown"
 
 
 def encoder_profile_bytes(arch: dict, dtype_bytes: int, batched: int) -> int:
@@ -526,7 +538,8 @@ def _floor_util(nbytes: int, total: int) -> float:
     return max(nbytes * 100 // total, 0) / 100
 
 
-def _settings(instance: dict, filter_name: str, total: int, facts: dict, gpu_name: str | None, model_max_len: int) -> dict:
+def _settings(instance: dict, filter_name: str, total: int, facts: dict, gpu_name: str | None, model_max_len: int,
+              cc: tuple[int, int] = (8, 0)) -> dict:
     util = _number(instance, "gpu_memory_utilization", filter_name, required=False,
                    default=float(facts["default_gpu_memory_utilization"]))
     if not 0 < util <= 1:
@@ -553,7 +566,7 @@ def _settings(instance: dict, filter_name: str, total: int, facts: dict, gpu_nam
         raise PlannerError(
             filter_name, "kv_cache_dtype", f"must be one of auto, {', '.join(_KV_DTYPE_BYTES)} (got {instance.get('kv_cache_dtype')!r})"
         )
-    sampler = str(instance.get("sampler") or "native").strip().lower()
+    sampler = str(instance.get("sampler") or by_capability(facts["sampler"], cc) or "native").strip().lower()
     if sampler not in _SAMPLERS:
         raise PlannerError(filter_name, "sampler", f"must be one of {', '.join(_SAMPLERS)} (got {instance.get('sampler')!r})")
     pinned = _number(instance, "kv_cache_memory_bytes", filter_name, required=False, integer=True)
@@ -580,7 +593,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     mem = gpu_memory(gpu, filter_name)
     total, free = mem["total"], mem["free"]
     arch = resolve_model_config(instance, filter_name)
-    s = _settings(instance, filter_name, total, facts, gpu.get("name"), arch["derived_max_model_len"])
+    s = _settings(instance, filter_name, total, facts, gpu.get("name"), arch["derived_max_model_len"], mem["cc"])
     dtype = choose_dtype(str(gpu.get("compute_capability")), instance.get("dtype"), arch["torch_dtype"], filter_name)
     refusal = release_refusal(arch, facts, mem["cc"])
     if refusal:

@@ -158,3 +158,12 @@ def test_engine_schema_catches_a_release_without_its_driver_floor():
     with pytest.raises(PlannerError) as err:
         validate(doc, "engine", "t")
     assert "releases.0.32.0.builds[1].min_driver_version" in str(err.value) or "min_driver_version" in str(err.value)
+
+
+def test_unlisted_release_plans_what_the_listed_ones_disagree_on():
+    """bitsandbytes ran on 0.11.0 and is gone in 0.32.0: a 0.24 row is planned, not refused."""
+    inst = {"model": "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", "max_model_len": 2048, "vllm_version": "0.24.0"}
+    plan = plan_instance(inst, RTX2070)
+    assert plan["vllm_facts_from"] == "0.32.0" and plan["quantization"] == "bitsandbytes"
+    with pytest.raises(PlannerError, match="no bitsandbytes support"):
+        plan_instance(dict(inst, vllm_version="0.32.0"), RTX2070)

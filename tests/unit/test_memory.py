@@ -59,7 +59,8 @@ KV_CASES = [
     ),
     (
         "csv row 26 / vllm#19125: Qwen2.5-0.5B, V1, util 0.40 on an 8188 MiB RTX 4060 Ti, 91472 tokens",
-        {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.4, "max_model_len": 32768},
+        # a ~0.9 release (before v0.21: planned with 0.11.0's facts)
+        {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.4, "max_model_len": 32768, "vllm_version": "0.9.0"},
         {"memory_total_mib": 8188, "compute_capability": "8.9"},
         91472 * 12288 / GIB,
     ),
@@ -356,9 +357,14 @@ def test_batched_tokens_below_max_num_seqs_is_refused(rtx4090):
 def test_flashinfer_sampler_needs_less_than_native(rtx4090):
     """256 sampler rows x 151936 vocab: native keeps ~28 B per element alive, FlashInfer ~14."""
     inst = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 4096}
-    native = plan_instance(inst, rtx4090)
+    native = plan_instance(dict(inst, sampler="native"), rtx4090)
     flashinfer = plan_instance(dict(inst, sampler="flashinfer"), rtx4090)
     assert native["sampler"] == "native"
+    # the release's default on this card: 0.32 on use FlashInfer from compute capability 8.0
+    # (v1/sample/ops/topk_topp_sampler.py), 0.11.0 is planned with the native sampler
+    assert plan_instance(inst, rtx4090)["sampler"] == "flashinfer"
+    assert plan_instance(dict(inst, vllm_version="0.11.0"), rtx4090)["sampler"] == "native"
+    assert plan_instance(inst, {"memory_total_mib": 8192, "compute_capability": "7.5"})["sampler"] == "native"
     assert flashinfer["activation_gib"] < native["activation_gib"]
     assert native["activation_gib"] - flashinfer["activation_gib"] == pytest.approx(256 * 151936 * 14 / GIB, abs=0.01)
     with pytest.raises(PlannerError, match=r"^vllm_memory_plan: field 'sampler'"):
