@@ -54,6 +54,7 @@ MODEL_MAP = [
     ("deepseek-ai/deepseek-r1-distill-llama-8b", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"),
     ("meta-llama/llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct"),
     ("google/gemma-3-4b-it", "google/gemma-3-4b-it"),
+    ("qwen/qwen3-8b", "Qwen/Qwen3-8B"),
 ]
 
 # Compute capability by GPU name (NVIDIA's CUDA GPU list, developer.nvidia.com/cuda-gpus).
