@@ -35,6 +35,28 @@ def vllm_plan_svg(tier, gpu=None, title=None):
         raise AnsibleFilterError(str(err)) from err
 
 
+def vllm_plan_pictures(hostvars, hosts, fact="vllm_tier_resolved"):
+    """``hostvars | vllm_plan_pictures(hosts)``: ``[{host, file, svg, error}]`` for the fleet report.
+
+    One entry per host that has the resolved-tier fact: ``file`` is ``plan-<host>.svg`` and
+    ``svg`` its text; a tier that cannot be drawn (a plan without the planner's keys) gets
+    ``file`` none and ``error`` saying which key is missing, so the report says so instead of failing.
+    """
+    pictures = []
+    for host in hosts or []:
+        try:
+            tier = hostvars[host].get(fact) if hasattr(hostvars[host], "get") else None
+        except KeyError:
+            tier = None
+        if not tier:
+            continue
+        try:
+            pictures.append({"host": host, "file": f"plan-{host}.svg", "svg": render_plan_svg(_plain(tier)), "error": None})
+        except PictureError as err:
+            pictures.append({"host": host, "file": None, "svg": None, "error": str(err)})
+    return pictures
+
+
 class FilterModule:
     def filters(self):
-        return {"vllm_plan_svg": vllm_plan_svg}
+        return {"vllm_plan_svg": vllm_plan_svg, "vllm_plan_pictures": vllm_plan_pictures}
