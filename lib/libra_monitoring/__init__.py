@@ -393,3 +393,34 @@ def dashboard(tier: dict, gpu_index: Any = 0, filter_name: str = "vllm_monitorin
 def dashboard_exprs(board: dict) -> list[str]:
     """Every PromQL expression of a dashboard, panels in order."""
     return [t["expr"] for p in board.get("panels", []) for t in p.get("targets", [])]
+
+
+# --------------------------------------------------------------------------- metric names
+
+def vllm_metric_names(exprs: list[str]) -> set[str]:
+    """The ``vllm:...`` series names a list of PromQL expressions reads."""
+    import re  # noqa: PLC0415
+
+    names: set[str] = set()
+    for expr in exprs:
+        names.update(re.findall(r"vllm:[A-Za-z0-9_:]+", expr))
+    return names
+
+
+def used_vllm_metric_names(tier: dict, gpu_index: Any = 0) -> set[str]:
+    """Every vLLM series name the dashboard and the alert rules of this profile read."""
+    exprs = dashboard_exprs(dashboard(tier, gpu_index))
+    exprs += [r["expr"] for g in alert_rules(gpu_index)["groups"] for r in g["rules"]]
+    exprs += [r["expr"] for g in plan_rules(tier, gpu_index)["groups"] for r in g["rules"]]
+    return vllm_metric_names(exprs)
+
+
+def exposed_metric_names(exposition: str) -> set[str]:
+    """Sample names of a Prometheus text exposition (``/metrics``), e.g. ``vllm:num_preemptions_total``."""
+    names: set[str] = set()
+    for line in exposition.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            end = min((i for i in (line.find("{"), line.find(" ")) if i > 0), default=len(line))
+            names.add(line[:end])
+    return names
