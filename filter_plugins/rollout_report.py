@@ -212,8 +212,9 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def rollout_report_markdown(report: Mapping[str, Any]) -> str:
-    """The Markdown summary: counts, then one table row per host."""
+def rollout_report_markdown(report: Mapping[str, Any], pictures: Any = None) -> str:
+    """The Markdown summary: counts, then one table row per host, then each host's plan picture
+    (``pictures``: the ``vllm_plan_pictures`` list, files written next to the report)."""
     if not isinstance(report, Mapping) or not isinstance(report.get("hosts"), list):
         raise RolloutReportError("rollout_report_markdown: report must be the dict rollout_report_collect returns")
     meta = report.get("rollout") or {}
@@ -251,7 +252,18 @@ def rollout_report_markdown(report: Mapping[str, Any]) -> str:
         )) + " |")
     lines += ["", "Results:", ""]
     lines += [f"- `{k}`: {RESULT_MEANINGS[k]}" for k in RESULTS]
-    return "\n".join(lines) + "\n"
+    shown = [p for p in pictures or [] if isinstance(p, Mapping) and p.get("host")]
+    if shown:
+        lines += ["", "## GPU memory plan per host", ""]
+        for pic in shown:
+            lines.append(f"### {_cell(pic['host'])}")
+            lines.append("")
+            if pic.get("file"):
+                lines.append(f"![GPU memory plan of {_cell(pic['host'])}]({pic['file']})")
+            else:
+                lines.append(f"(no picture: {_cell(pic.get('error'))})")
+            lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def rollout_tree_digest(paths: Iterable[str]) -> str:

@@ -260,7 +260,7 @@ def test_case(case, run, compose_schema):
     for name in ("prometheus", "grafana"):
         assert services[name]["profiles"] == ["monitoring"]
     prom = yaml.safe_load((out_dir / "prometheus" / "prometheus.yml").read_text())
-    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+    targets = [t for config in prom["scrape_configs"][0]["static_configs"] for t in config["targets"]]  # one config per instance
     assert targets == [f"{i['service']}:8000" for i in instances]
     assert prom["scrape_configs"][0]["metrics_path"] == "/metrics"
     ds = yaml.safe_load((out_dir / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())

@@ -1,0 +1,67 @@
+"""Ansible filters for the monitoring profile of roles/vllm_stack: thin wrappers over
+``lib/libra_monitoring`` (recording rules holding the plan, alert rules, Grafana dashboard).
+
+    {{ vllm_stack_tier | vllm_monitoring_plan_rules(gpu_index, gpu_margin_gib) | to_nice_yaml }}
+    {{ gpu_index | vllm_monitoring_alert_rules(settings) | to_nice_yaml }}
+    {{ vllm_stack_tier | vllm_monitoring_dashboard(gpu_index) | to_nice_json }}
+    {{ vllm_stack_tier | vllm_monitoring_targets(container_port) | to_nice_yaml }}
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible.errors import AnsibleFilterError
+
+_LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
+if _LIB not in sys.path:
+    sys.path.insert(0, _LIB)
+
+import libra_monitoring as _mon  # noqa: E402
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _wrap(func):
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*[_plain(a) for a in args], **{k: _plain(v) for k, v in kwargs.items()})
+        except _mon.MonitoringError as err:
+            raise AnsibleFilterError(str(err)) from err
+
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+def vllm_monitoring_plan_rules(tier, gpu_index=0, gpu_margin_gib=_mon.DEFAULTS["gpu_margin_gib"]):
+    return _mon.plan_rules(tier, gpu_index, float(gpu_margin_gib))
+
+
+def vllm_monitoring_alert_rules(gpu_index=0, settings=None):
+    return _mon.alert_rules(gpu_index, settings)
+
+
+def vllm_monitoring_dashboard(tier, gpu_index=0):
+    return _mon.dashboard(tier, gpu_index)
+
+
+def vllm_monitoring_targets(tier, container_port):
+    return _mon.scrape_targets(tier, int(container_port))
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "vllm_monitoring_plan_rules": _wrap(vllm_monitoring_plan_rules),
+            "vllm_monitoring_alert_rules": _wrap(vllm_monitoring_alert_rules),
+            "vllm_monitoring_dashboard": _wrap(vllm_monitoring_dashboard),
+            "vllm_monitoring_targets": _wrap(vllm_monitoring_targets),
+        }
