@@ -256,7 +256,8 @@ def render_stacks(work: Path, cases: list[dict], extra_hostvars: dict | None = N
             for host, res in task["hosts"].items():
                 if res.get("failed") and host not in failures:
                     failures[host] = {"task": task["task"]["name"], "msg": str(res.get("msg", ""))}
-                if task["task"]["name"].startswith("Stack |") and "msg" in res and res.get("action") == "ansible.builtin.debug":
+                # Notes of the stack stage (task names come as "vllm_stack : Stack | ...").
+                if "Stack | note" in task["task"]["name"] and "msg" in res and not res.get("skipped"):
                     messages.setdefault(host, []).append(str(res["msg"]))
     return {"work": work, "failures": failures, "debug": messages, "stdout": proc.stdout,
             "stderr": proc.stderr, "rc": proc.returncode}
