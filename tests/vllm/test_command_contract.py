@@ -95,6 +95,7 @@ def contract(rendered_stacks, tmp_path_factory):
         for service, argv in vllm_commands(out_dir).items():
             rendered[f"{case['host']}/{service}"] = argv
             cases.append({"id": f"{case['host']}/{service}", "argv": argv})
+    assert rendered, f"no stack was rendered: {rendered_stacks['failures']}"
     base = next(iter(rendered.values()))
     for name, (extra, _, _) in NEGATIVE.items():
         cases.append({"id": f"negative/{name}", "argv": [*base, *extra]})
@@ -131,12 +132,13 @@ def test_rendered_command_passes_vllm(case, contract, rendered_stacks):
     ids = [i for i in contract["rendered"] if i.startswith(case["host"] + "/")]
     assert ids, f"{case['host']}: a stack was rendered without any vLLM service"
     env = parse_env_file(out_dir / ".env")
-    for cid in ids:
+    for n, cid in enumerate(ids):  # in the compose file's order: the first, then the second of dual
         res = contract["results"][cid]
         assert res["ok"], (f"{cid}: vLLM {contract['vllm_version']} (pinned {PINNED}) refuses the command at "
                            f"stage {res['stage']}: {res['error']}\n{contract['rendered'][cid]}")
-        # What vLLM parsed is what the .env holds (no flag swallowed or shifted).
-        v, suffix = res["values"], "" if cid.endswith("/vllm") else "_" + cid.rsplit("_", 1)[-1]
+        # What vLLM parsed is what the .env holds (no flag swallowed or shifted); instance n > 1
+        # reads the .env names suffixed _n.
+        v, suffix = res["values"], "" if n == 0 else f"_{n + 1}"
         assert v["model"] == env["VLLM_MODEL" + suffix]
         assert v["gpu_memory_utilization"] == pytest.approx(float(env["GPU_MEMORY_UTILIZATION" + suffix]))
         assert v["max_model_len"] == int(env["MAX_MODEL_LEN" + suffix])
