@@ -135,7 +135,7 @@ def run(tmp_path_factory):
             hv["gpu_facts_index"] = case["multi_index"]
         hosts[case["host"]] = hv
     inventory = work / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"vllm_hosts": {"hosts": hosts}}}}))
     env = dict(os.environ)
     env.update({
         "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",
