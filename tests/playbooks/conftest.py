@@ -1,6 +1,6 @@
 """Run site.yml / rollout.yml against local-connection hosts (fast: no chroot, no Docker).
 
-ANSIBLE_CORE_VENV points the runs at another ansible-core venv's bin/ (tests/compat uses it).
+``bin_dir`` points a run at another ansible-core venv's bin/ (tests/compat uses it).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DOUBLES = REPO / "tests" / "doubles"
-BIN = Path(os.environ.get("ANSIBLE_CORE_VENV") or Path(sys.executable).parent)
+BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -24,12 +24,13 @@ class Result:
     out: str
 
 
-def run_playbook(playbook: str, inventory: Path, *args: str, env: dict | None = None, timeout: int = 600) -> Result:
+def run_playbook(playbook: str, inventory: Path, *args: str, env: dict | None = None, timeout: int = 600,
+                 bin_dir: Path = BIN) -> Result:
     full = dict(os.environ)
-    full.update({"PATH": f"{BIN}:{full.get('PATH', '')}", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+    full.update({"PATH": f"{bin_dir}:{full.get('PATH', '')}", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
                  "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml"})
     full.update(env or {})
-    proc = subprocess.run([str(BIN / "ansible-playbook"), playbook, "-i", str(inventory), *args], cwd=REPO, env=full,
+    proc = subprocess.run([str(bin_dir / "ansible-playbook"), playbook, "-i", str(inventory), *args], cwd=REPO, env=full,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
     return Result(proc.returncode, proc.stdout)
 
