@@ -2,7 +2,7 @@
 
     lookup('libra_catalog', 'engine')      # catalog/engine.yml
 
-The playbooks own this lookup and hand what the roles need to their inputs (playbooks/wiring.yml);
+The playbooks own this lookup and hand what the roles need to their inputs (playbooks/vars/wiring.yml);
 no role reads the catalog folder itself.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The habit comes from prometheus-community/ansible (argument specs on every role, checked against
 the defaults); a knob added to defaults/main.yml without a spec entry, or the reverse, fails here.
-An option without a default is ``required: true`` in the spec (the playbooks wire it, playbooks/wiring.yml),
+An option without a default is ``required: true`` in the spec (the playbooks wire it, playbooks/vars/wiring.yml),
 and the ``validate`` entry point, which the preflight play runs, checks the same options as ``main``.
 """
 from __future__ import annotations

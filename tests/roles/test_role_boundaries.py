@@ -4,7 +4,7 @@ A role's defaults, vars, tasks, handlers and templates may name, inside their Ji
 only the role's own variables (``<role>_*``, ``__<role>_*``), facts it gathers itself, Ansible's
 magic variables and filters. Naming another role's prefix, the playbooks' fact
 ``vllm_tier_resolved`` or a path outside the role (``role_path ~ '/..'``, ``playbook_dir``) fails
-here: the playbooks wire such values into the role's inputs (playbooks/wiring.yml).
+here: the playbooks wire such values into the role's inputs (playbooks/vars/wiring.yml).
 
 LIBRA_CHECK_ROOT points the checks at another checkout (to show them failing on old code).
 """
