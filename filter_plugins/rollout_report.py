@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -86,60 +85,56 @@ def _tier_summary(tier: Mapping[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if key in mapping and mapping[key] is not None:
-            return mapping[key]
-    return None
+def _dicts(value: Any, field: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+        raise RolloutReportError(f"rollout_report_record: verify.{field} must be a list of dicts (vllm_verify_results.{field})")
+    return value
 
 
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    if isinstance(value, Mapping):
-        return [v for v in value.values() if isinstance(v, Mapping)]
-    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
-        return [v for v in value if isinstance(v, Mapping)]
-    return []
+# The keys of roles/vllm_verify's fact vllm_verify_results (tasks/main.yml) the report reads.
+VERIFY_KEYS = ("passed", "instances", "processes", "gpu")
 
 
 def _verify_summary(verify: Any) -> dict[str, Any]:
     """Health, measured GPU memory and completion latency from vllm_verify's results.
 
-    The role's fact (roles/vllm_verify/tasks/main.yml) carries ``passed``, ``instances``
-    (per vLLM instance: ``health_status``, ``chat_latency_ms``), ``processes`` (per instance:
-    ``used_mib`` of its GPU process) and ``gpu`` (the GPU read after the start). Measured GPU
-    memory is the sum of the vLLM processes, else the GPU's used memory; the latency is the
-    slowest instance's completion round trip.
+    One shape, the role's fact ``vllm_verify_results``: ``passed`` (bool), ``instances`` (per
+    vLLM instance: ``health_status``, ``chat_latency_ms``), ``processes`` (per instance:
+    ``used_mib`` of its GPU process) and ``gpu`` (the GPU read after the start). Anything else
+    is an error naming the missing key, so a stand-in that drifts from the role is caught.
+    Measured GPU memory is the sum of the vLLM processes, else the GPU's used memory; the
+    latency is the slowest instance's completion round trip.
     """
     out: dict[str, Any] = {"health": "unknown", "measured_gpu_memory_mib": None, "completion_latency_ms": None}
-    if not isinstance(verify, Mapping) or not verify:
+    if verify is None:
         return out
-    instances = _dicts(verify.get("instances"))
-    processes = _dicts(verify.get("processes"))
+    if not isinstance(verify, Mapping):
+        raise RolloutReportError("rollout_report_record: verify must be vllm_verify_results (a dict) or none")
+    missing = [k for k in VERIFY_KEYS if k not in verify]
+    if missing:
+        raise RolloutReportError(f"rollout_report_record: verify lacks {', '.join(missing)} (the keys of vllm_verify_results: "
+                                 f"{', '.join(VERIFY_KEYS)})")
+    instances = _dicts(verify["instances"], "instances")
+    processes = _dicts(verify["processes"], "processes")
 
-    latencies = [_num(_first(p, "chat_latency_ms", "completion_latency_ms", "latency_ms")) for p in [verify, *instances]]
+    latencies = [_num(i.get("chat_latency_ms")) for i in instances]
     latencies = [x for x in latencies if x is not None]
     if latencies:
         out["completion_latency_ms"] = _round(max(latencies), 1)
 
-    memory = _num(_first(verify, "gpu_memory_used_mib", "measured_gpu_memory_mib"))
-    if memory is None:
-        used = [_num(_first(p, "used_mib", "gpu_memory_used_mib")) for p in processes + instances]
-        used = [x for x in used if x is not None]
-        memory = sum(used) if used else None
-    if memory is None and isinstance(verify.get("gpu"), Mapping):
+    used = [_num(p.get("used_mib")) for p in processes]
+    used = [x for x in used if x is not None]
+    memory = sum(used) if used else None
+    if memory is None and isinstance(verify["gpu"], Mapping):
         memory = _num(verify["gpu"].get("memory_used_mib"))
     out["measured_gpu_memory_mib"] = _round(memory, 0)
 
-    health = _first(verify, "passed", "healthy", "health")
-    if isinstance(health, str) and health.lower() in ("true", "false"):
-        health = health.lower() == "true"
-    if isinstance(health, bool):
-        out["health"] = "ok" if health else "failed"
-    elif isinstance(health, str) and health:
-        out["health"] = health
-    elif instances:
-        statuses = [_num(i.get("health_status")) for i in instances]
-        out["health"] = "ok" if all(s == 200 for s in statuses) else "failed"
+    passed = verify["passed"]
+    if isinstance(passed, str) and passed.lower() in ("true", "false"):
+        passed = passed.lower() == "true"
+    if not isinstance(passed, bool):
+        raise RolloutReportError(f"rollout_report_record: verify.passed must be true or false, got {passed!r}")
+    out["health"] = "ok" if passed else "failed"
     return out
 
 
@@ -266,28 +261,6 @@ def rollout_report_markdown(report: Mapping[str, Any], pictures: Any = None) -> 
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def rollout_tree_digest(paths: Iterable[str]) -> str:
-    """sha256 over every file below ``paths`` (relative names and contents, in sorted order).
-
-    The rollout stamps each deployed host with a fingerprint that includes this digest of the
-    roles and catalogs that built its stack, so a change of the code is a change of the inputs.
-    """
-    if isinstance(paths, (str, bytes)):
-        paths = [paths]
-    digest = hashlib.sha256()
-    for top in sorted(str(p) for p in paths):
-        if not os.path.exists(top):
-            raise RolloutReportError(f"rollout_tree_digest: {top} does not exist")
-        files = [top] if os.path.isfile(top) else sorted(
-            os.path.join(d, f) for d, dirs, fs in os.walk(top) for f in fs
-            if "__pycache__" not in d and not f.endswith(".pyc"))
-        for path in files:
-            digest.update(os.path.relpath(path, os.path.dirname(top)).encode() + b"\0")
-            with open(path, "rb") as fh:
-                digest.update(hashlib.sha256(fh.read()).digest())
-    return digest.hexdigest()
-
-
 def rollout_fingerprint(inputs: Any) -> str:
     """sha256 of the JSON form of ``inputs`` (keys sorted): the host's desired state in one value.
     Secrets among the inputs never leave the controller in clear: only the digest is written."""
@@ -313,7 +286,6 @@ class FilterModule:
             "rollout_report_record": rollout_report_record,
             "rollout_report_collect": rollout_report_collect,
             "rollout_report_markdown": rollout_report_markdown,
-            "rollout_tree_digest": rollout_tree_digest,
             "rollout_fingerprint": rollout_fingerprint,
             "rollout_stamp_content": rollout_stamp_content,
         }

@@ -30,7 +30,8 @@ DUAL = {"name": "dual", "requested": "auto", "compose_file": "docker-compose.vll
     [
         # a deployed single-instance host: planned = its budget, measured/latency from verify
         (dict(result="deployed", gpu=RTX2070, tier=SINGLE,
-              verify={"healthy": True, "gpu_memory_used_mib": 6900, "completion_latency_ms": 412.34}),
+              verify={"passed": True, "gpu": {"memory_used_mib": 7100}, "instances": [{"chat_latency_ms": 412.34}],
+                      "processes": [{"used_mib": 6900}]}),
          {"result": "deployed", "health": "ok", "measured_gpu_memory_mib": 6900, "completion_latency_ms": 412.3,
           "planned": 6.8, "tier": "single", "gpu": "NVIDIA GeForce RTX 2070"}),
         # dual, in the shape of vllm_verify_results (roles/vllm_verify/tasks/main.yml): planned
@@ -45,15 +46,12 @@ DUAL = {"name": "dual", "requested": "auto", "compose_file": "docker-compose.vll
           "planned": 19.75, "tier": "dual", "gpu": "NVIDIA GeForce RTX 4090"}),
         # no process matched: the GPU's used memory; "passed" arrives as a string from Jinja
         (dict(result="rolled_back", gpu=RTX4090, tier=DUAL,
-              verify={"passed": "False", "gpu": {"memory_used_mib": 1234}, "instances": [{"health_status": 503}]}),
+              verify={"passed": "False", "gpu": {"memory_used_mib": 1234}, "instances": [{"health_status": 503}], "processes": []}),
          {"result": "rolled_back", "health": "failed", "measured_gpu_memory_mib": 1234, "completion_latency_ms": None,
           "planned": 19.75, "tier": "dual", "gpu": "NVIDIA GeForce RTX 4090"}),
-        # health from the instances' /health status when there is no verdict
-        (dict(result="deployed", gpu=RTX2070, tier=SINGLE, verify={"instances": [{"health_status": 200}]}),
-         {"result": "deployed", "health": "ok", "measured_gpu_memory_mib": None, "completion_latency_ms": None,
-          "planned": 6.8, "tier": "single", "gpu": "NVIDIA GeForce RTX 2070"}),
         # rolled back: the failed verify says unhealthy
-        (dict(result="rolled_back", gpu=RTX2070, tier=SINGLE, verify={"healthy": False}, reason="health: 503"),
+        (dict(result="rolled_back", gpu=RTX2070, tier=SINGLE, reason="health: 503",
+              verify={"passed": False, "gpu": {}, "instances": [], "processes": []}),
          {"result": "rolled_back", "health": "failed", "measured_gpu_memory_mib": None, "completion_latency_ms": None,
           "planned": 6.8, "tier": "single", "gpu": "NVIDIA GeForce RTX 2070"}),
         # a host without a GPU: nothing but the reason
@@ -111,7 +109,8 @@ def test_collect_refuses_non_lists(hosts):
 
 def test_markdown_has_one_row_per_host_and_escapes_pipes():
     hv = {"a": {"__rollout_record": rr.rollout_report_record("deployed", gpu=RTX2070, tier=SINGLE,
-                                                           verify={"healthy": True, "completion_latency_ms": 12})},
+                                                           verify={"passed": True, "gpu": {}, "processes": [],
+                                                                   "instances": [{"chat_latency_ms": 12}]})},
           "b": {"__rollout_record": rr.rollout_report_record("rolled_back", gpu=RTX4090, tier=DUAL, reason="x|y")}}
     md = rr.rollout_report_markdown(rr.rollout_report_collect(hv, ["a", "b", "c"]))
     rows = [line for line in md.splitlines() if line.startswith("| ") and not line.startswith("| host")]
@@ -127,18 +126,14 @@ def test_markdown_refuses_other_input():
         rr.rollout_report_markdown({"hosts": "nope"})
 
 
-def test_tree_digest_follows_content_and_names(tmp_path):
-    (tmp_path / "role" / "tasks").mkdir(parents=True)
-    (tmp_path / "role" / "tasks" / "main.yml").write_text("a\n")
-    first = rr.rollout_tree_digest([str(tmp_path / "role")])
-    assert rr.rollout_tree_digest(str(tmp_path / "role")) == first
-    (tmp_path / "role" / "tasks" / "main.yml").write_text("b\n")
-    assert rr.rollout_tree_digest([str(tmp_path / "role")]) != first
-    (tmp_path / "role" / "tasks" / "main.yml").write_text("a\n")
-    (tmp_path / "role" / "tasks" / "main.yml").rename(tmp_path / "role" / "tasks" / "other.yml")
-    assert rr.rollout_tree_digest([str(tmp_path / "role")]) != first
-    with pytest.raises(rr.RolloutReportError, match="rollout_tree_digest"):
-        rr.rollout_tree_digest([str(tmp_path / "missing")])
+@pytest.mark.parametrize("verify,missing", [
+    # the stand-in's old shape: caught instead of read half-way
+    ({"healthy": True, "gpu_memory_used_mib": 6900, "completion_latency_ms": 42.5}, "passed, instances, processes, gpu"),
+    ({"passed": True, "instances": [], "gpu": {}}, "processes"),
+])
+def test_verify_has_one_shape(verify, missing):
+    with pytest.raises(rr.RolloutReportError, match=f"verify lacks {missing}"):
+        rr.rollout_report_record("deployed", verify=verify)
 
 
 def test_fingerprint_ignores_key_order_and_sees_values():

@@ -232,7 +232,7 @@ def render_stacks(work: Path, cases: list[dict], extra_hostvars: dict | None = N
         hv.update((extra_hostvars or {}).get(case["host"], {}))
         hosts[case["host"]] = hv
     inventory = work / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"vllm_hosts": {"hosts": hosts}}}}))
     env = dict(os.environ)
     env.update({
         "PATH": f"{VENV_BIN}:{env.get('PATH', '')}",

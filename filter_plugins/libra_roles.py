@@ -1,0 +1,73 @@
+"""Jinja filters of the roles and playbooks: thin wrappers over ``lib/libra_roles``.
+
+Each filter hands plain data to a pure function and turns its ValueError into an
+AnsibleFilterError naming the filter. Table tests: tests/roles/test_libra_roles.py.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible.errors import AnsibleFilterError
+
+_LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
+if _LIB not in sys.path:
+    sys.path.insert(0, _LIB)
+
+from libra_roles import inputs as _inputs  # noqa: E402
+from libra_roles import memory as _memory  # noqa: E402
+from libra_roles import rollout as _rollout  # noqa: E402
+from libra_roles import stack as _stack  # noqa: E402
+from libra_roles import verify as _verify  # noqa: E402
+
+
+def _plain(value):
+    """Plain Python containers (Ansible may hand over lazy or tagged ones)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _filter(name, func):
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*[_plain(a) for a in args], **{k: _plain(v) for k, v in kwargs.items()})
+        except (ValueError, KeyError, TypeError) as err:
+            raise AnsibleFilterError(f"{name}: {err}") from err
+
+    wrapper.__name__ = name
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+_FILTERS = {
+    # every role's tasks/validate.yml
+    "libra_input_errors": _inputs.input_errors,
+    # roles/host_memory
+    "host_memory_capped_limit": _memory.capped_limit,
+    # roles/vllm_stack
+    "vllm_stack_instances_env": _stack.instances_env,
+    "vllm_stack_service_urls": _stack.service_urls,
+    "vllm_stack_replaced_files": _stack.replaced_files,
+    "vllm_stack_backup_files": _stack.backup_files,
+    "vllm_stack_env_changes": _stack.env_changes,
+    "vllm_stack_mask": _stack.mask,
+    # roles/vllm_verify
+    "vllm_verify_pair_processes": _verify.pair_processes,
+    "vllm_verify_process_checks": _verify.process_checks,
+    "vllm_verify_smoke_check": _verify.smoke_check,
+    "vllm_verify_http_result": _verify.http_result,
+    # playbooks/rollout.yml
+    "rollout_snapshot": _rollout.snapshot,
+    "rollout_found_checksum": _rollout.found_checksum,
+    "rollout_batch_gate": _rollout.batch_gate,
+}
+
+
+class FilterModule:
+    """Filters of roles/* and playbooks/* (see lib/libra_roles)."""
+
+    def filters(self):
+        return {name: _filter(name, func) for name, func in _FILTERS.items()}
