@@ -85,8 +85,9 @@ def needs_gib(resolved: dict, gpu: dict) -> float | None:
     return need / GIB
 
 
-def _inventory(tier: str, **knobs) -> str:
-    return json.dumps({"vllm_tier_overrides": {tier: knobs}}, separators=(",", ":"))
+def _extra_vars(settings: dict) -> str:
+    """The ``-e`` that sets them: a whole variable, as extra vars replace an inventory's dict."""
+    return "-e '" + json.dumps(settings, separators=(",", ":")) + "'"
 
 
 def _item(text: str, settings: dict, result: dict, gpu: dict) -> dict:
@@ -121,7 +122,7 @@ def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
         if result and result["fits"]:
             found.append(_item(
                 f"let the planner size each budget: vllm_tier_overrides.{tier}.gpu_memory_utilization: auto "
-                f"(-e '{_inventory(tier, **knobs)}'); re-planned: fits, {minimum(result)}",
+                f"({_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
                 {"vllm_tier_overrides": merged}, result, gpu))
     # 2. a shorter context, same tier and card
     lengths = [int(inst["max_model_len"]) for inst in built["instances"] if inst.get("max_model_len")]
@@ -132,7 +133,7 @@ def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
         if result and result["fits"]:
             found.append(_item(
                 f"a shorter context fits: max_model_len {candidate} (vllm_tier_overrides.{tier}.max_model_len: {candidate}, "
-                f"-e '{_inventory(tier, max_model_len=candidate)}'); re-planned: fits, {minimum(result)}",
+                f"{_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
                 {"vllm_tier_overrides": merged}, result, gpu))
             break
         candidate //= 2
@@ -143,7 +144,7 @@ def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
         if result and result["fits"]:
             found.append(_item(
                 f"without CUDA graphs (slower decoding): vllm_tier_overrides.{tier}.enforce_eager: true "
-                f"(-e '{_inventory(tier, enforce_eager=True)}'); re-planned: fits, {minimum(result)}",
+                f"({_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
                 {"vllm_tier_overrides": merged}, result, gpu))
     # 4. the lowest-bit 7B (the int2 slot) in place of the large model
     slots = {inst["model_slot"] for inst in built["instances"]}
@@ -154,7 +155,7 @@ def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
         if result and result["fits"]:
             found.append(_item(
                 f"the int2 slot's 7B fits as the large model: vllm_models.large: {int2_model} "
-                f"(-e '{json.dumps({'vllm_models': {'large': int2_model}})}'); re-planned: fits, {minimum(result)}",
+                f"({_extra_vars({'vllm_models': chosen})}); re-planned: fits, {minimum(result)}",
                 {"vllm_models": chosen}, result, gpu))
     # 5. other tiers on this card
     others = []
