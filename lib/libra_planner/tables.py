@@ -148,15 +148,18 @@ def plan_table(resolved_list, summary: bool = False) -> list[str]:
 
 def max_table(resolved_list: list[dict]) -> list[str]:
     """Text lines: what tier max runs on each GPU (one line per resolved max tier, with ``preset``)."""
-    lines = [f"{'preset':<11} {'GiB':>6} {'cc':>4}  {'model':<38} {'util':>5} {'weights':>8} {'kv_cache':>8} {'tokens':>7}  verdict"]
+    lines = [
+        f"{'preset':<11} {'memory':>6} {'compute':>10}  {'model':<38} {'util':>5} {'weights':>7} {'KV-cache':>8} {'KV-tokens':>9}  verdict",
+        f"{'':<11} {'GiB':>6} {'capability':>10}  {'':<38} {'share':>5} {'GiB':>7} {'GiB':>8} {'tokens':>9}",
+    ]
     for resolved in resolved_list:
         gpu = resolved.get("gpu") or {}
         inst = (resolved.get("instances") or [{}])[0]
         plan = inst.get("plan") or {}
         lines.append(
-            f"{str(resolved.get('preset', '')):<11} {_gib(gpu.get('memory_total_mib') or 0):>6.1f} {str(gpu.get('compute_capability')):>4}  "
+            f"{str(resolved.get('preset', '')):<11} {_gib(gpu.get('memory_total_mib') or 0):>6.1f} {str(gpu.get('compute_capability')):>10}  "
             f"{str(inst.get('model', '-'))[:38]:<38} {_cell(_num(inst.get('gpu_memory_utilization'))):>5} "
-            f"{_cell(_num(plan.get('weights_gib'))):>8} {_cell(_num(plan.get('kv_cache_gib'))):>8} "
-            f"{_cell(_num(plan.get('kv_cache_tokens')), '{:.0f}'):>7}  {'fits' if resolved.get('fits') else 'does not fit'}"
+            f"{_cell(_num(plan.get('weights_gib'))):>7} {_cell(_num(plan.get('kv_cache_gib'))):>8} "
+            f"{_cell(_num(plan.get('kv_cache_tokens')), '{:.0f}'):>9}  {'fits' if resolved.get('fits') else 'does not fit'}"
         )
     return lines

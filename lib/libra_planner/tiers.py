@@ -251,8 +251,8 @@ def resolve_max(catalog: dict, gpu: dict, models: dict | None, overrides: dict |
             result["reasons"] = [
                 f"tier max runs {model}, the largest of the ladder's {len(ladder)} models that fits {gpu_label(gpu)}: "
                 f"weights {plan['weights_gib']:.2f} GiB + activations {plan['activation_gib']:.2f} GiB + KV cache "
-                f"{plan['kv_cache_gib']:.2f} GiB ({plan['kv_cache_tokens']} tokens, {plan['max_concurrency']:.2f} x "
-                f"{plan['max_model_len']}) at utilization {inst['gpu_memory_utilization']:.2f}, with "
+                f"{plan['kv_cache_gib']:.2f} GiB ({plan['kv_cache_tokens']} tokens: {plan['max_concurrency']:.2f} full-length "
+                f"requests of max_model_len {plan['max_model_len']}) at gpu_memory_utilization {inst['gpu_memory_utilization']:.2f}, with "
                 f"{plan['verdict_margin_gib']:.2f} GiB held for what varies between starts"
             ] + ([f"larger rungs that do not fit: {', '.join(m.split(':')[0] for m in tried)}"] if tried else []) + result["reasons"]
             return result

@@ -199,3 +199,18 @@ def test_the_issues_two_examples():
         assert resolved["advice"], resolved["reasons"]
         # the planner's own wording is kept for whoever digs
         assert resolved["details"]
+
+
+def test_max_table_names_its_columns_with_units():
+    from libra_planner.tables import max_table
+    from libra_planner.tiers import max_by_preset
+
+    rows = max_by_preset()
+    text = max_table(rows)
+    assert text[0].split() == ["preset", "memory", "compute", "model", "util", "weights", "KV-cache", "KV-tokens", "verdict"]
+    assert text[1].split() == ["GiB", "capability", "share", "GiB", "GiB", "tokens"]
+    for line, resolved in zip(text[2:], rows):
+        cells = line.split()
+        assert cells[0] == resolved["preset"]
+        assert float(cells[1]) == pytest.approx(resolved["gpu"]["memory_total_mib"] / 1024, abs=0.05)
+        assert int(cells[7]) == resolved["instances"][0]["plan"]["kv_cache_tokens"]
