@@ -158,11 +158,17 @@ def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
                 f"({_extra_vars({'vllm_models': chosen})}); re-planned: fits, {minimum(result)}",
                 {"vllm_models": chosen}, result, gpu))
     # 5. other tiers on this card
+    # planned as `-e tier=NAME` plans it (tier max searches its ladder)
+    from .tiers import resolve_tier  # noqa: PLC0415  (tiers imports this module)
+
     others = []
     for name in tier_names(catalog):
         if name == tier:
             continue
-        result = fits_quietly(catalog, name, gpu, models, overrides, filter_name)
+        try:
+            result = resolve_tier(catalog, name, gpu, models, overrides, filter_name, suggest=False)
+        except PlannerError:
+            result = None
         if result and result["fits"]:
             others.append((name, result))
     if others:

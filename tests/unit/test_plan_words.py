@@ -14,6 +14,8 @@ import json
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from libra_planner.tables import plan_table
 from libra_planner.tiers import gpu_from_memory, gpu_from_preset, load_tier_catalog, resolve_tier
@@ -214,3 +216,23 @@ def test_max_table_names_its_columns_with_units():
         assert cells[0] == resolved["preset"]
         assert float(cells[1]) == pytest.approx(resolved["gpu"]["memory_total_mib"] / 1024, abs=0.05)
         assert int(cells[7]) == resolved["instances"][0]["plan"]["kv_cache_tokens"]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mib=st.integers(3 * 1024, 32 * 1024), cap=st.sampled_from(["7.5", "8.0", "8.6", "8.9"]),
+       tier=st.sampled_from(["dual", "single", "int2"]), context=st.sampled_from([None, 8192, 32768]))
+def test_any_card_every_advice_fits_and_needs_is_one_figure(mib, cap, tier, context):
+    gpu = gpu_from_memory(mib, cap)
+    overrides = {tier: {"max_model_len": context}} if context else {}
+    resolved = _resolve(tier, gpu, {}, overrides)
+    assert resolved["needs_gib"] is not None
+    if resolved["fits"]:
+        assert resolved["needs_gib"] <= resolved["gives_gib"]
+        return
+    for item in resolved["advice"]:
+        knobs = item["set"]
+        again = _resolve(knobs.get("tier", tier),
+                         gpu_from_preset(knobs["gpu_facts_preset"]) if "gpu_facts_preset" in knobs else gpu,
+                         knobs.get("vllm_models", {}), knobs.get("vllm_tier_overrides", overrides))
+        assert again["fits"], (item["text"], again["reasons"])
+        assert again["needs_gib"] == pytest.approx(item["needs_gib"])
