@@ -101,6 +101,16 @@ def vllm_gpu_preset(name, memory_total_mib=None, compute_capability=None):
     return _tiers.gpu_from_memory(memory_total_mib, compute_capability, filter_name="vllm_gpu_preset")
 
 
+def vllm_gpu_preset_names(_=None):
+    """``none | vllm_gpu_preset_names``: the GPU preset names of catalog/gpus.yml, smallest card first."""
+    return [name for name, _gpu in sorted(_tiers.load_gpu_presets().items(), key=lambda item: item[1]["memory_total_mib"])]
+
+
+def vllm_tier_names(_=None):
+    """``none | vllm_tier_names``: the tier names of catalog/tiers.yml (without auto and all)."""
+    return list(_tiers.tier_names(_tiers.load_tier_catalog()))
+
+
 def vllm_plan_table(resolved, summary=False):
     """``resolved | vllm_plan_table``: text lines of the budget table for one or more resolved tiers."""
     return _tables.plan_table(_unwrap(resolved), bool(summary))
@@ -146,6 +156,8 @@ class FilterModule:
                 vllm_parse_nvidia_smi,
                 vllm_parse_compute_apps,
                 vllm_gpu_preset,
+                vllm_gpu_preset_names,
+                vllm_tier_names,
                 vllm_select_gpu,
                 vllm_plan_table,
                 vllm_max_table,

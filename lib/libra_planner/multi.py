@@ -63,7 +63,7 @@ def plan_instances(instances: list[dict], gpu: dict, filter_name: str = "vllm_mu
             f"together the instances need {_gib(total_needs):.2f} GiB (budgets {parts} of {_gib(total):.2f} GiB "
             f"plus each one's CUDA context and CUDA graphs) but the GPU has "
             f"{_gib(mem['free'] if mem['free'] is not None else total):.2f} GiB: lower the utilizations "
-            "(vllm_solve_utilization proposes the smallest that work), shorten max_model_len, use a smaller "
+            "(gpu_memory_utilization: auto sizes the smallest that work), shorten max_model_len, use a smaller "
             "or 2-bit model for one slot, run a single instance, or use a bigger GPU"
         )
     return {

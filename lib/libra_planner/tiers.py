@@ -21,7 +21,7 @@ from .errors import PlannerError
 from .resolve import build_tier, check_tier, resolve_one  # noqa: F401
 from .tables import plan_table  # noqa: F401
 from .validate import validate
-from .whatif import gpu_label, suggestions
+from .whatif import advice, gives_gib, gpu_label, needs_gib
 
 MAX_TIER = "max"
 MIB_PER_GIB = 1024
@@ -39,36 +39,77 @@ def _public(resolved: dict, requested: str, gpu: dict) -> dict:
     out["margin_gib"] = resolved.get("margin_gib")
     out["gpu"] = {k: gpu.get(k) for k in ("index", "name", "uuid", "memory_total_mib", "memory_free_mib", "compute_capability", "driver_version")}
     out.setdefault("candidates", [])
+    # the one figure a plan needs and the one the card gives (whatif.needs_gib, gives_gib)
+    out.setdefault("gives_gib", gives_gib(gpu))
+    if "needs_gib" not in out:
+        out["needs_gib"] = needs_gib(resolved, gpu)
+    out.setdefault("advice", [])
+    out.setdefault("details", [])
     return out
 
 
-def _min_needs_gib(resolved: dict) -> float | None:
-    """GPU memory the tier needs at the smallest utilizations that hold its max_model_len.
-
-    Per instance: min utilization x total + what sits outside the budget (CUDA context, graphs).
-    """
-    total = 0.0
+def _why(resolved: dict) -> str:
+    """Why a plan does not fit, in words and without a fix (the fixes are the re-planned advice)."""
+    causes = []
     for inst in resolved.get("instances", []):
         plan = inst.get("plan") or {}
-        try:
-            outside = float(plan["needs_gib"]) - float(plan["budget_gib"])
-            total += max(float(plan["min_gpu_memory_utilization"]) * float(plan["gpu_total_gib"]), float(plan["budget_gib"])) + outside
-        except (KeyError, TypeError, ValueError):
-            return None
-    return total
+        label = f"{inst.get('name')} ({inst.get('model')})"
+        for reason in plan.get("reasons") or []:
+            if "exceeds the model's own maximum" in reason:
+                causes.append(f"{label}: max_model_len {plan.get('max_model_len')} is above the model's own maximum {plan.get('model_max_len')}")
+            elif "must be >= max_num_seqs" in reason:
+                causes.append(f"{label}: max_num_batched_tokens is below max_num_seqs, which vLLM refuses")
+            elif "leaves nothing for the KV cache" in reason:
+                causes.append(f"{label}: weights and activations alone fill its budget, nothing is left for the KV cache")
+            elif "one max_model_len request needs" in reason:
+                causes.append(f"{label}: its KV cache cannot hold one request of max_model_len {plan.get('max_model_len')} tokens")
+            elif "vLLM starts only when free memory" in reason:
+                causes.append(f"{label}: cannot start, the GPU memory left free before it is less than its budget")
+            elif "sit outside" in reason:
+                causes.append(f"{label}: its CUDA context and CUDA graphs do not fit next to its budget")
+    # the first failure per instance: the later ones follow from it (a budget of the whole card
+    # cannot start either)
+    causes = _first_per_instance(causes)
+    if not causes:
+        causes.append("the instances at the smallest budgets that hold max_model_len do not fit side by side")
+    return "why: " + "; ".join(dict.fromkeys(causes))
+
+
+def _first_per_instance(causes: list[str]) -> list[str]:
+    seen, kept = set(), []
+    for cause in causes:
+        who = cause.split(": ", 1)[0]
+        if who not in seen:
+            seen.add(who)
+            kept.append(cause)
+    return kept
 
 
 def _need_line(resolved: dict, gpu: dict) -> str:
-    needs = resolved.get("total_needs_gib")
-    at_least = _min_needs_gib(resolved)
-    if needs is not None and at_least is not None:
-        needs = max(float(needs), at_least)
-    needs_text = f"{float(needs):.2f} GiB" if needs is not None else "more memory than it has"
-    has = f"{_gib(gpu['memory_total_mib']):.2f} GiB"
+    needs = needs_gib(resolved, gpu)
+    needs_text = f"{needs:.2f} GiB" if needs is not None else "more memory than it has"
     free = gpu.get("memory_free_mib")
+    gives = f"{gives_gib(gpu):.2f} GiB"
     if isinstance(free, (int, float)) and free < gpu["memory_total_mib"]:
-        has += f" ({_gib(free):.2f} GiB free)"
-    return f"tier {resolved['name']} needs {needs_text} of GPU memory; {gpu.get('name') or 'the GPU'} has {has}"
+        gives += f" free of {_gib(gpu['memory_total_mib']):.2f} GiB"
+    return f"tier {resolved['name']} needs {needs_text} of GPU memory; {gpu.get('name') or 'the GPU'} has {gives}"
+
+
+def _explain(resolved: dict, catalog: dict, tier: str, gpu: dict, models, overrides, filter_name: str, suggest: bool,
+             lead: list[str] | None = None, skip_tiers: bool = False) -> None:
+    """A plan that does not fit: one need figure, one give figure, why, and re-planned advice only.
+
+    The planner's own wording of each failure (with its unverified hints) moves to ``details``.
+    """
+    resolved["details"] = list(resolved.get("reasons") or [])
+    resolved["needs_gib"] = needs_gib(resolved, gpu)
+    resolved["gives_gib"] = gives_gib(gpu)
+    items = advice(catalog, tier, gpu, models, overrides, filter_name) if suggest else []
+    if skip_tiers:
+        items = [item for item in items if "tiers" not in item["set"]]
+    resolved["advice"] = items
+    texts = [item["text"] for item in items] or (["nothing smaller in the catalog fits this GPU"] if suggest else [])
+    resolved["reasons"] = (lead or []) + [_need_line(resolved, gpu), _why(resolved)] + texts
 
 
 def resolve_tier(
@@ -92,9 +133,10 @@ def resolve_tier(
     if tier != "auto":
         resolved = resolve_one(catalog, tier, gpu, models, overrides, filter_name)
         if not resolved["fits"]:
-            resolved["reasons"].insert(0, _need_line(resolved, gpu))
-            if suggest:
-                resolved["reasons"].extend(suggestions(catalog, tier, gpu, models, overrides, filter_name))
+            _explain(resolved, catalog, tier, gpu, models, overrides, filter_name, suggest)
+        else:
+            resolved["needs_gib"] = needs_gib(resolved, gpu)
+            resolved["gives_gib"] = gives_gib(gpu)
         return _public(resolved, tier, gpu)
 
     candidates, results = [], {}
@@ -142,9 +184,8 @@ def resolve_tier(
             raise PlannerError(filter_name, "tier", "auto: no tier could be planned: " + "; ".join(r for c in candidates for r in c["reasons"]))
         closest = min(planned, key=lambda c: float(c["total_needs_gib"]))["name"]
         resolved = results[closest]
-        resolved["reasons"] = [f"tier=auto: no tier fits {gpu_label(gpu)}; the smallest is {closest}", _need_line(resolved, gpu)] + resolved["reasons"]
-        if suggest:
-            resolved["reasons"].extend(s for s in suggestions(catalog, closest, gpu, models, overrides, filter_name) if not s.startswith("tiers that fit"))
+        _explain(resolved, catalog, closest, gpu, models, overrides, filter_name, suggest,
+                 lead=[f"tier=auto: no tier fits {gpu_label(gpu)}; the smallest is {closest}"], skip_tiers=True)
     resolved["candidates"] = candidates
     return _public(resolved, "auto", gpu)
 
@@ -210,15 +251,17 @@ def resolve_max(catalog: dict, gpu: dict, models: dict | None, overrides: dict |
             result["reasons"] = [
                 f"tier max runs {model}, the largest of the ladder's {len(ladder)} models that fits {gpu_label(gpu)}: "
                 f"weights {plan['weights_gib']:.2f} GiB + activations {plan['activation_gib']:.2f} GiB + KV cache "
-                f"{plan['kv_cache_gib']:.2f} GiB ({plan['kv_cache_tokens']} tokens, {plan['max_concurrency']:.2f} x "
-                f"{plan['max_model_len']}) at utilization {inst['gpu_memory_utilization']:.2f}, with "
+                f"{plan['kv_cache_gib']:.2f} GiB ({plan['kv_cache_tokens']} tokens: {plan['max_concurrency']:.2f} full-length "
+                f"requests of max_model_len {plan['max_model_len']}) at gpu_memory_utilization {inst['gpu_memory_utilization']:.2f}, with "
                 f"{plan['verdict_margin_gib']:.2f} GiB held for what varies between starts"
             ] + ([f"larger rungs that do not fit: {', '.join(m.split(':')[0] for m in tried)}"] if tried else []) + result["reasons"]
             return result
         tried.append(f"{model}: does not fit")
     if last is None:
         raise PlannerError(filter_name, "tier", "max: no model of the ladder could be planned: " + "; ".join(tried))
-    last["reasons"] = [f"tier max: no model of the ladder fits {gpu_label(gpu)}; the smallest is {ladder[0]}"] + last["reasons"]
+    last["details"] = list(last["reasons"])
+    last["reasons"] = [f"tier max: no model of the ladder fits {gpu_label(gpu)}; the smallest is {ladder[0]}",
+                       _need_line(last, gpu), _why(last)]
     return last
 
 

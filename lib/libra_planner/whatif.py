@@ -1,19 +1,28 @@
 """The what-if search: when a tier does not fit, what would, each answer planned to be true.
 
-One reason to change: which alternatives the plan proposes (a shorter context, the lowest-bit
-7B for the large slot, other tiers on the same card, a bigger card).
+One reason to change: which alternatives the plan proposes (automatic budgets, a shorter
+context, CUDA graphs off, the lowest-bit 7B for the large slot, other tiers on the same card, a
+bigger card), and the one figure a plan says it needs.
+
+Every item of advice is a setting an operator makes (an inventory variable or ``-e``), applied
+to the same plan inputs and re-planned: only what then fits is proposed. The items are
+alternatives; each one alone makes the plan fit, so no two of them contradict each other.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 
 from .catalogs import gpu_from_preset, load_gpu_presets, tier_names
 from .errors import PlannerError
+from .memory import _ceil_util
 from .resolve import build_tier, resolve_one
 
 # Shortest context the "what would fit" search proposes.
 MIN_SUGGESTED_LEN = 256
+MIB = 1 << 20
+GIB = 1 << 30
 
 
 def fits_quietly(catalog, tier, gpu, models, overrides, filter_name) -> dict | None:
@@ -34,51 +43,164 @@ def gpu_label(gpu: dict) -> str:
     return f"{gpu.get('name') or 'the GPU'} ({gpu['memory_total_mib'] / 1024:.1f} GiB)"
 
 
-def suggestions(catalog, tier, gpu, models, overrides, filter_name) -> list[str]:
-    """What would fit instead, each computed by planning it."""
-    found: list[str] = []
+def gives_gib(gpu: dict) -> float:
+    """What the card gives a plan: its free memory when known (a running process holds some), else its total."""
+    free = gpu.get("memory_free_mib")
+    total = float(gpu["memory_total_mib"])
+    return (float(free) if isinstance(free, (int, float)) and not isinstance(free, bool) and free < total else total) / 1024
+
+
+def needs_gib(resolved: dict, gpu: dict) -> float | None:
+    """The one figure for what a resolved tier needs on ``gpu``.
+
+    A plan that fits needs what its instances take at their utilizations (``total_needs_gib``).
+    One that does not needs, per instance, the smallest budget (in hundredths of the card, as
+    vLLM takes it) that holds weights, activations, non-torch memory, ``min_concurrency``
+    requests of ``max_model_len`` and the larger of the tier's ``margin_gib`` and the verdict's
+    margin, or its fixed budget when that is larger; plus what sits outside the budget (CUDA
+    context, CUDA graphs on releases that keep them out).
+    """
+    if resolved.get("fits"):
+        value = resolved.get("total_needs_gib")
+        return None if value is None else float(value)
+    instances = resolved.get("instances") or []
+    if not instances:
+        return None
+    total = int(gpu["memory_total_mib"]) * MIB
+    solved = set(resolved.get("utilization_solved") or [])
+    concurrency = float(resolved.get("min_concurrency") or 1)
+    margin = int(round(float(resolved.get("margin_gib") or 0) * GIB))
+    need = 0
+    for inst in instances:
+        plan = inst.get("plan") or {}
+        try:
+            kv = int(-(-plan["kv_bytes_per_request"] * concurrency // 1))
+            held = plan["non_kv_bytes"] + kv + max(margin if inst["name"] in solved else 0, plan["verdict_margin_bytes"])
+            budget = int(_ceil_util(held, total) * total)
+            if inst["name"] not in solved:
+                budget = max(budget, int(plan["budget_bytes"]))
+            need += budget + int(plan["outside_budget_bytes"])
+        except (KeyError, TypeError):
+            return None
+    return need / GIB
+
+
+def _extra_vars(settings: dict) -> str:
+    """The ``-e`` that sets them: a whole variable, as extra vars replace an inventory's dict."""
+    return "-e '" + json.dumps(settings, separators=(",", ":")) + "'"
+
+
+def _item(text: str, settings: dict, result: dict, gpu: dict) -> dict:
+    return {
+        "text": text,
+        "set": settings,
+        "tier": result["name"],
+        "needs_gib": needs_gib(result, gpu),
+        "gives_gib": gives_gib(gpu),
+    }
+
+
+def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
+    """What would fit instead, each item planned with its setting applied and found to fit.
+
+    An item: ``text`` (for the operator), ``set`` (the variables to set, as ``-e`` takes them),
+    ``tier`` (the tier then planned), ``needs_gib`` / ``gives_gib`` of that re-plan.
+    """
+    found: list[dict] = []
     built = build_tier(catalog, tier, models, overrides, filter_name)
-    # 1. a shorter context, same tier and card
-    length = min(int(inst["max_model_len"]) for inst in built["instances"] if inst.get("max_model_len")) if any(
-        inst.get("max_model_len") for inst in built["instances"]) else 65536
-    candidate = length // 2
-    while candidate >= MIN_SUGGESTED_LEN:
-        result = fits_quietly(catalog, tier, gpu, models, with_override(overrides, tier, max_model_len=candidate), filter_name)
+    minimum = lambda r: f"needs {needs_gib(r, gpu):.2f} of {gives_gib(gpu):.2f} GiB"  # noqa: E731
+    # 1. budgets the planner solves, where the tier or an override fixed them
+    if any(inst.get("gpu_memory_utilization") != "auto" for inst in built["instances"]):
+        knobs = {"gpu_memory_utilization": "auto"}
+        merged = copy.deepcopy(overrides or {})
+        merged.setdefault(tier, {}).update(knobs)
+        for inst in (merged[tier].get("instances") or {}).values():
+            inst.pop("gpu_memory_utilization", None)
+            inst.pop("gpu_memory_gib", None)
+        merged[tier].pop("gpu_memory_gib", None)
+        result = fits_quietly(catalog, tier, gpu, models, merged, filter_name)
         if result and result["fits"]:
-            found.append(f"a shorter context fits: max_model_len {candidate} (vllm_tier_overrides.{tier}.max_model_len: {candidate})")
+            found.append(_item(
+                f"let the planner size each budget: vllm_tier_overrides.{tier}.gpu_memory_utilization: auto "
+                f"({_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
+                {"vllm_tier_overrides": merged}, result, gpu))
+    # 2. a shorter context, same tier and card
+    lengths = [int(inst["max_model_len"]) for inst in built["instances"] if inst.get("max_model_len")]
+    candidate = (min(lengths) if lengths else 65536) // 2
+    while candidate >= MIN_SUGGESTED_LEN:
+        merged = with_override(overrides, tier, max_model_len=candidate)
+        result = fits_quietly(catalog, tier, gpu, models, merged, filter_name)
+        if result and result["fits"]:
+            found.append(_item(
+                f"a shorter context fits: max_model_len {candidate} (vllm_tier_overrides.{tier}.max_model_len: {candidate}, "
+                f"{_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
+                {"vllm_tier_overrides": merged}, result, gpu))
             break
         candidate //= 2
-    # 2. the lowest-bit 7B (the int2 slot) in place of the large model
+    # 3. CUDA graphs off (slower decoding, no graph memory)
+    if not all(inst.get("enforce_eager") for inst in built["instances"]):
+        merged = with_override(overrides, tier, enforce_eager=True)
+        result = fits_quietly(catalog, tier, gpu, models, merged, filter_name)
+        if result and result["fits"]:
+            found.append(_item(
+                f"without CUDA graphs (slower decoding): vllm_tier_overrides.{tier}.enforce_eager: true "
+                f"({_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
+                {"vllm_tier_overrides": merged}, result, gpu))
+    # 4. the lowest-bit 7B (the int2 slot) in place of the large model
     slots = {inst["model_slot"] for inst in built["instances"]}
     int2_model = {**catalog.get("models", {}), **(models or {})}.get("int2")
     if "large" in slots and int2_model:
-        result = fits_quietly(catalog, tier, gpu, {**(models or {}), "large": int2_model}, overrides, filter_name)
+        chosen = {**(models or {}), "large": int2_model}
+        result = fits_quietly(catalog, tier, gpu, chosen, overrides, filter_name)
         if result and result["fits"]:
-            found.append(f"the int2 slot's 7B fits as the large model: vllm_models.large: {int2_model}")
-    # 3. other tiers on this card
+            found.append(_item(
+                f"the int2 slot's 7B fits as the large model: vllm_models.large: {int2_model} "
+                f"({_extra_vars({'vllm_models': chosen})}); re-planned: fits, {minimum(result)}",
+                {"vllm_models": chosen}, result, gpu))
+    # 5. other tiers on this card
+    # planned as `-e tier=NAME` plans it (tier max searches its ladder)
+    from .tiers import resolve_tier  # noqa: PLC0415  (tiers imports this module)
+
     others = []
     for name in tier_names(catalog):
         if name == tier:
             continue
-        result = fits_quietly(catalog, name, gpu, models, overrides, filter_name)
+        try:
+            result = resolve_tier(catalog, name, gpu, models, overrides, filter_name, suggest=False)
+        except PlannerError:
+            result = None
         if result and result["fits"]:
-            others.append(name)
+            others.append((name, result))
     if others:
-        auto_pick = next((n for n in others if catalog["tiers"][n].get("auto", True)), None)
+        names = [name for name, _ in others]
+        auto_pick = next((n for n in names if catalog["tiers"][n].get("auto", True)), None)
         pick = f"tier=auto picks {auto_pick}" if auto_pick else "tier=auto picks none of them"
-        found.append(f"tiers that fit {gpu_label(gpu)}: {', '.join(others)} ({pick})")
-    # 4. a bigger card
+        first_name, first = others[0]
+        found.append(_item(
+            f"tiers that fit {gpu_label(gpu)}: {', '.join(names)} ({pick}; -e tier={first_name}); "
+            f"re-planned: tier {first_name} fits, {minimum(first)}",
+            {"tier": first_name, "tiers": names}, first, gpu))
+    # 6. a bigger card
     presets = sorted(load_gpu_presets().items(), key=lambda item: item[1]["memory_total_mib"])
     for name, preset in presets:
         if preset["memory_total_mib"] <= gpu["memory_total_mib"]:
             continue
-        result = fits_quietly(catalog, tier, gpu_from_preset(name), models, overrides, filter_name)
+        bigger = gpu_from_preset(name)
+        result = fits_quietly(catalog, tier, bigger, models, overrides, filter_name)
         if result and result["fits"]:
-            found.append(
+            item = _item(
                 f"a bigger card fits tier {tier} as it is: {name} ({preset['memory_total_mib'] / 1024:.1f} GiB) "
-                f"or any GPU with at least {preset['memory_total_mib'] / 1024:.1f} GiB"
-            )
+                f"or any GPU with at least {preset['memory_total_mib'] / 1024:.1f} GiB "
+                f"(make plan TIER={tier} ARGS=\"-e gpu_facts_preset={name}\"); re-planned there: fits, "
+                f"needs {needs_gib(result, bigger):.2f} of {gives_gib(bigger):.2f} GiB",
+                {"gpu_facts_preset": name}, result, bigger)
+            found.append(item)
             break
-    if not found:
-        found.append("nothing smaller in the catalog fits this GPU")
     return found
+
+
+def suggestions(catalog, tier, gpu, models, overrides, filter_name) -> list[str]:
+    """The advice as text lines; "nothing smaller in the catalog fits this GPU" when there is none."""
+    return [item["text"] for item in advice(catalog, tier, gpu, models, overrides, filter_name)] or [
+        "nothing smaller in the catalog fits this GPU"
+    ]

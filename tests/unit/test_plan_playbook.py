@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.dirname(sys.executable)
 PLAYBOOK = shutil.which("ansible-playbook", path=BIN) or shutil.which("ansible-playbook")
 CARDS = {"rtx2070": "NVIDIA GeForce RTX 2070", "rtx3060": "NVIDIA GeForce RTX 3060", "rtx4090": "NVIDIA GeForce RTX 4090"}
-COLUMNS = ["instance", "model", "util", "weights", "activ", "overhead", "kv_cache", "tokens", "conc", "headroom", "verdict"]
+COLUMNS = ["instance", "model", "util", "weights", "activations", "overhead", "KV-cache", "KV-tokens", "full-length", "max_num_seqs", "headroom", "verdict"]
+UNITS = ["share", "GiB", "GiB", "GiB", "GiB", "tokens", "requests", "requests", "GiB"]
 
 
 def run_playbook(args, tmp_path, inventory: dict, callback: str | None = None):
@@ -65,13 +66,15 @@ def test_table_and_verdict_for_every_tier(plan_output, preset):
     for tier in tier_names(catalog):
         expected = resolve_tier(catalog, tier, gpu)
         verdict = "FITS" if expected["fits"] else "DOES NOT FIT"
-        heading = re.search(rf"== tier {tier} on {re.escape(CARDS[preset])} \([0-9.]+ GiB, cc [0-9.]+\): (FITS|DOES NOT FIT)", block)
+        heading = re.search(rf"== tier {tier} on {re.escape(CARDS[preset])} \([0-9.]+ GiB, compute capability [0-9.]+\): (FITS|DOES NOT FIT)", block)
         assert heading, f"no table for tier {tier} on {preset}"
         assert heading.group(1) == verdict
         # one row per instance, with numbers in every column
         section = block[heading.end():].split("== tier", 1)[0]
-        header = [line for line in section.splitlines() if line.strip().startswith("instance")]
-        assert header and header[0].split() == COLUMNS
+        section_lines = section.splitlines()
+        header = [i for i, line in enumerate(section_lines) if line.strip().startswith("instance")]
+        assert header and section_lines[header[0]].split() == COLUMNS
+        assert section_lines[header[0] + 1].split() == UNITS
         for inst in expected["instances"]:
             row = re.search(rf"^\s*{inst['name']}\s+{re.escape(inst['model'])}\s+(.*)$", section, re.M)
             assert row, f"no row for {inst['name']} in {tier} on {preset}"
@@ -80,8 +83,11 @@ def test_table_and_verdict_for_every_tier(plan_output, preset):
             assert float(cells[0]) == pytest.approx(inst["gpu_memory_utilization"], abs=0.005)
             assert float(cells[1]) == pytest.approx(inst["plan"]["weights_gib"], abs=0.005)
             assert int(cells[5]) == inst["plan"]["kv_cache_tokens"]
+            # both named: what the KV cache holds in full-length requests, what the server admits
+            assert float(cells[6]) == pytest.approx(inst["plan"]["kv_cache_tokens"] / inst["max_model_len"], abs=0.006)
+            assert int(cells[7]) == inst["max_num_seqs"]
             assert cells[-1] in ("fits", "no")
-        assert re.search(r"needs [0-9.]+ GiB of [0-9.]+ GiB", section)
+        assert re.search(r"needs [0-9.]+ GiB; the card has [0-9.]+ GiB", section)
         if not expected["fits"]:
             assert "needs" in section and "has" in section  # the reasons are printed under the table
 
