@@ -33,6 +33,7 @@ VENV_BIN = Path(sys.executable).parent
 DOUBLES = REPO / "tests" / "doubles"
 SECRET = "hf_render_test_token_7f3a"
 API_KEY = "sk-render-test-key-91b2"
+WORKER_IMAGE = "registry.example.com/ai-worker:1.0"
 
 TIERS = ["dual", "single", "ultralight", "int2", "auto"]
 # GPU presets of catalog/gpus.yml (nvidia-smi memory.total of real cards, sources there) ...
@@ -126,6 +127,8 @@ def run(tmp_path_factory):
             "vllm_stack_validate_with_docker": False,
             "vllm_stack_hf_token": SECRET,
             "vllm_stack_api_key": API_KEY,
+            # the ai-worker is off by default (no public image); the multi-GPU cases turn it on
+            **({"vllm_stack_worker_enabled": True, "vllm_stack_worker_image": WORKER_IMAGE} if "multi_index" in case else {}),
             "preflight_show_summary": False,
         }
         if "preset" in case:
@@ -251,11 +254,15 @@ def test_case(case, run, compose_schema):
             # The second vLLM starts once the first holds its GPU memory.
             assert svc["depends_on"] == {instances[i - 1]["service"]: {"condition": "service_healthy"}}
 
-    worker = services["ai-worker"]
-    assert worker["environment"]["VLLM_MODE"] == expected["vllm_mode"]
-    assert worker["environment"]["VLLM_URL"] == f"http://{instances[0]['service']}:8000/v1"
-    if expected["name"] == "dual":
-        assert worker["environment"]["VLLM_URL_2"] == f"http://{instances[1]['service']}:8000/v1"
+    if "multi_index" not in case:
+        assert "ai-worker" not in services, "the ai-worker is off by default"
+    else:
+        worker = services["ai-worker"]
+        assert worker["image"] == WORKER_IMAGE
+        assert worker["environment"]["VLLM_MODE"] == expected["vllm_mode"]
+        assert worker["environment"]["VLLM_URL"] == f"http://{instances[0]['service']}:8000/v1"
+        if expected["name"] == "dual":
+            assert worker["environment"]["VLLM_URL_2"] == f"http://{instances[1]['service']}:8000/v1"
     assert {name for name, s in services.items() if "vllm/vllm-openai" in s["image"]} == {i["service"] for i in instances}
     for name in ("prometheus", "grafana"):
         assert services[name]["profiles"] == ["monitoring"]
