@@ -80,7 +80,9 @@ def test_engine_per_host_own_namespace_and_restart(state):
         run = in_host(name, "docker", "run", "-d", "--name", "web", "-p", "127.0.0.1:18000:8000",
                       "libra-test/vllm-standin:test", "--model", f"model-{name}", "--port", "8000", "--host", "0.0.0.0")
         assert run.returncode == 0, run.stderr
-    probe = "import urllib.request,time\nfor i in range(100):\n try:\n  print(urllib.request.urlopen('http://127.0.0.1:18000/v1/models').read().decode()); break\n except Exception: time.sleep(0.1)"
+    probe = ("import urllib.request,time\nend = time.time() + 90\nwhile time.time() < end:\n try:\n"
+             "  print(urllib.request.urlopen('http://127.0.0.1:18000/v1/models').read().decode()); break\n"
+             " except Exception: time.sleep(0.2)")
     assert "model-e1" in in_host("e1", "python3", "-c", probe).stdout
     assert "model-e2" in in_host("e2", "python3", "-c", probe).stdout
     # nothing of it on the controller's loopback
