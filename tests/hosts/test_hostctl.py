@@ -77,7 +77,9 @@ def test_engine_per_host_own_namespace_and_restart(state):
     for name in ("e1", "e2"):
         images = in_host(name, "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
         assert "libra-test/vllm-standin:test" in images, images
-        run = in_host(name, "docker", "run", "-d", "--name", "web", "-p", "127.0.0.1:18000:8000",
+        # no default bridge (dockerd --bridge=none): containers join a user network, as Compose's
+        assert in_host(name, "docker", "network", "create", "web").returncode == 0
+        run = in_host(name, "docker", "run", "-d", "--name", "web", "--network", "web", "-p", "127.0.0.1:18000:8000",
                       "libra-test/vllm-standin:test", "--model", f"model-{name}", "--port", "8000", "--host", "0.0.0.0")
         assert run.returncode == 0, run.stderr
     probe = ("import urllib.request,time\nend = time.time() + 90\nwhile time.time() < end:\n try:\n"
@@ -116,7 +118,7 @@ def test_down_kills_host_processes_and_unmounts(state):
     root = hostctl.up("h4")
     ns = hostctl.netns_name("h4")
     proc = subprocess.Popen(["chroot", str(root), "sleep", "300"], start_new_session=True)
-    run = in_host("h4", "docker", "run", "-d", "libra-test/worker-standin:test")
+    run = in_host("h4", "docker", "run", "-d", "--network", "none", "libra-test/worker-standin:test")
     assert run.returncode == 0, run.stderr
     time.sleep(0.3)
     hostctl.down("h4")
