@@ -89,6 +89,16 @@ STANDIN_VARS = {
 }
 
 
+# Per-tier instance names of catalog/tiers.yml; the fleet tests vary the ports per host (each
+# host has its own network namespace, so this is not needed against clashes; it keeps the
+# override wiring tested).
+PORT_OVERRIDES = ("{{ {'dual': {'instances': {'small': {'port': fleet_port}, 'large': {'port': fleet_port + 1}}},"
+                  " 'single': {'instances': {'small': {'port': fleet_port}}},"
+                  " 'int2': {'instances': {'int2': {'port': fleet_port}}},"
+                  " 'ultralight': {'instances': {'ultralight': {'port': fleet_port}}}}"
+                  " | combine(fleet_change | default({}), recursive=true) }}")
+
+
 def build_apt_mirror() -> str:
     """Build (once, cached) the apt mirror double; hostctl serves it inside each host."""
     subprocess.run([sys.executable, str(APT_MIRROR), "build"], capture_output=True, text=True, check=True)
