@@ -38,7 +38,7 @@ sys.path[:0] = [str(REPO / "tests" / "fleet"), str(REPO / "tests" / "hosts")]
 import yaml  # noqa: E402
 
 import hostctl  # noqa: E402
-from fleetlib import chroot_inventory, run_playbook, seed_hf_cache, start_apt_mirror, stop_apt_mirror  # noqa: E402
+from fleetlib import build_apt_mirror, chroot_inventory, run_playbook, seed_hf_cache  # noqa: E402
 
 PREFIX = "bench--"
 # Recordings of tests/doubles/recordings/nvidia-smi whose planned tiers fit, cycled over the fleet.
@@ -128,21 +128,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("needs root (debootstrap, mount, chroot)")
     sizes = [int(x) for x in args.hosts.split(",") if x.strip()]
 
-    mirror_url = start_apt_mirror()
+    mirror_url = build_apt_mirror()
     rows = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="libra-bench-fleet-") as tmp:
-            for n in sizes:
-                try:
-                    row = bench(n, args.forks, Path(tmp), mirror_url)
-                finally:
-                    if not args.keep:
-                        teardown(n)
-                rows.append(row)
-                print_row(row)
-    finally:
-        if not args.keep and not hostctl.list_hosts():
-            stop_apt_mirror()
+    with tempfile.TemporaryDirectory(prefix="libra-bench-fleet-") as tmp:
+        for n in sizes:
+            try:
+                row = bench(n, args.forks, Path(tmp), mirror_url)
+            finally:
+                if not args.keep:
+                    teardown(n)
+            rows.append(row)
+            print_row(row)
     print()
     print(f"{'hosts':>5} {'forks':>5} {'rollout s':>10} {'x floor':>8} {'no-op s':>8} {'x floor':>8} {'floor s':>8}  no-op changed")
     for r in rows:

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "playbooks"))
 sys.path.insert(0, str(REPO / "tests" / "deps"))
 
-from conftest import local_inventory, run_playbook  # noqa: E402
+from playkit import local_inventory, run_playbook  # noqa: E402
 from step_ansible_core_oldest import CACHE, VERSION  # noqa: E402
 
 OLD_BIN = CACHE / "bin"

@@ -26,6 +26,53 @@ def load(name):
     return json.loads((RECORDINGS / f"{name}.json").read_text())
 
 
+def engine_api(sock_path, containers):
+    """Serves GET /containers/json and /containers/{id}/json on a unix socket with the fields the
+    double reads, shaped as Docker Engine API v1.41 answers them (docs.docker.com/engine/api/
+    v1.41/#operation/ContainerInspect: State.Running, State.Pid, Args, HostConfig.DeviceRequests
+    with Driver and DeviceIDs)."""
+    import socketserver
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    by_id = {c["Id"]: c for c in containers}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def address_string(self):
+            return "engine"
+
+        def do_GET(self):
+            if self.path.startswith("/containers/json"):
+                body = [{"Id": c["Id"]} for c in containers if c["State"]["Running"]]
+            elif self.path.split("/")[2] in by_id:
+                body = by_id[self.path.split("/")[2]]
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    srv = Server(str(sock_path), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def _container(cid, running, pid, args, gpu_ids):
+    reqs = [{"Driver": "nvidia", "Count": 0, "DeviceIDs": gpu_ids, "Capabilities": [["gpu"]]}] if gpu_ids else []
+    return {"Id": cid, "Args": args, "State": {"Running": running, "Pid": pid}, "HostConfig": {"DeviceRequests": reqs}}
+
+
 def run(tmp_path, name, *args, docker_state=None):
     share = tmp_path / "share"
     (share / "recordings").mkdir(parents=True, exist_ok=True)
@@ -35,12 +82,17 @@ def run(tmp_path, name, *args, docker_state=None):
     gpu_file = tmp_path / "gpu"
     if name is not None:
         gpu_file.write_text(name + "\n")
-    state = tmp_path / "state.json"
-    if docker_state is not None:
-        state.write_text(json.dumps(docker_state))
+    sock = tmp_path / "docker.sock"
+    srv = engine_api(sock, docker_state) if docker_state is not None else None
     env = {"LIBRA_TEST_SHARE": str(share), "LIBRA_TEST_GPU_FILE": str(gpu_file),
-           "LIBRA_TEST_DOCKER_STATE": str(state), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, str(DOUBLE), *args], env=env, capture_output=True, text=True, check=False)
+           "LIBRA_TEST_DOCKER_SOCKET": str(sock), "PATH": "/usr/bin:/bin"}
+    try:
+        return subprocess.run([sys.executable, str(DOUBLE), *args], env=env, capture_output=True, text=True, check=False)
+    finally:
+        if srv is not None:
+            srv.shutdown()
+            srv.server_close()
+            sock.unlink()
 
 
 def test_expected_recordings_exist():
@@ -139,12 +191,12 @@ def test_bad_field_is_refused(tmp_path):
 
 def test_vllm_processes_take_utilization_times_total(tmp_path):
     # Two vLLM containers on one 8 GB card (the dual tier's shape) at 0.30 and 0.45.
-    state = {"projects": {"libra": {"services": {
-        "vllm-small": {"state": "running", "gpu": True, "gpu_indices": [0], "gpu_memory_utilization": 0.30, "pid": 101},
-        "vllm-large": {"state": "running", "gpu": True, "gpu_indices": [0], "gpu_memory_utilization": 0.45, "pid": 102},
-        "worker": {"state": "running", "gpu": False, "pid": 0},
-        "stopped": {"state": "exited", "gpu": True, "gpu_memory_utilization": 0.9, "pid": 0},
-    }}}}
+    state = [
+        _container("a1", True, 101, ["--model", "m", "--gpu-memory-utilization", "0.30"], ["0"]),
+        _container("b2", True, 102, ["--model", "m", "--gpu-memory-utilization", "0.45"], ["0"]),
+        _container("c3", True, 103, [], []),  # the worker: no GPU request
+        _container("d4", False, 0, ["--gpu-memory-utilization", "0.9"], ["0"]),  # stopped
+    ]
     rec = load("rtx2070-8gb")
     uuid = rec["gpus"][0]["uuid"]
     apps = run(tmp_path, "rtx2070-8gb", "--query-compute-apps=pid,process_name,used_memory,gpu_uuid",

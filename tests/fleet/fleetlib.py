@@ -6,12 +6,13 @@ import json
 import os
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-VENV_BIN = REPO / ".venv" / "bin"
+VENV_BIN = Path(sys.executable).parent  # the Python running the tests (make test: .venv)
 ANSIBLE_PLAYBOOK = str(VENV_BIN / "ansible-playbook") if (VENV_BIN / "ansible-playbook").exists() else "ansible-playbook"
 
 # "h1    : ok=29   changed=3    unreachable=0    failed=0    skipped=13   rescued=0    ignored=0"
@@ -69,8 +70,28 @@ def tail(run: Run, lines: int = 80) -> str:
 # --- chroot fleets (tests/hosts/hostctl.py) ---------------------------------------------------
 
 APT_MIRROR = REPO / "tests" / "doubles" / "apt_mirror.py"
-# Per-tier instance names of catalog/tiers.yml; each host gets its own ports, because chroot
-# hosts share the controller's network namespace.
+CHROOT_EXE = REPO / "tests" / "hosts" / "chroot_netns.py"
+# Each test host has its own network namespace: every host publishes vLLM on the tiers' own
+# ports (8000, 8001), and the apt mirror answers on each host's loopback (tests/hosts/hostctl.py).
+MIRROR_URL = "http://127.0.0.1:18480"
+# Stand-in images loaded into each host's engine (tests/hosts/images.py) and fast healthchecks.
+STANDIN_VARS = {
+    "vllm_stack_image": "libra-test/vllm-standin",
+    "vllm_stack_image_tag": "test",
+    "vllm_stack_prometheus_image": "libra-test/prometheus-standin:test",
+    "vllm_stack_grafana_image": "libra-test/grafana-standin:test",
+    "vllm_verify_cuda_image": "libra-test/cuda-standin:test",
+    "vllm_stack_healthcheck_interval": "2s",
+    "vllm_stack_healthcheck_timeout": "5s",
+    "vllm_stack_healthcheck_retries": 3,
+    "vllm_stack_healthcheck_start_period": "30s",
+    "vllm_stack_wait_timeout": 90,
+}
+
+
+# Per-tier instance names of catalog/tiers.yml; the fleet tests vary the ports per host (each
+# host has its own network namespace, so this is not needed against clashes; it keeps the
+# override wiring tested).
 PORT_OVERRIDES = ("{{ {'dual': {'instances': {'small': {'port': fleet_port}, 'large': {'port': fleet_port + 1}}},"
                   " 'single': {'instances': {'small': {'port': fleet_port}}},"
                   " 'int2': {'instances': {'int2': {'port': fleet_port}}},"
@@ -78,21 +99,22 @@ PORT_OVERRIDES = ("{{ {'dual': {'instances': {'small': {'port': fleet_port}, 'la
                   " | combine(fleet_change | default({}), recursive=true) }}")
 
 
-def start_apt_mirror() -> str:
-    import sys
-    out = subprocess.run([sys.executable, str(APT_MIRROR), "start"], capture_output=True, text=True, check=True)
-    return out.stdout.strip().splitlines()[-1]
+def build_apt_mirror() -> str:
+    """Build (once, cached) the apt mirror double; hostctl serves it inside each host."""
+    subprocess.run([sys.executable, str(APT_MIRROR), "build"], capture_output=True, text=True, check=True)
+    return MIRROR_URL
 
 
-def stop_apt_mirror() -> None:
-    import sys
-    subprocess.run([sys.executable, str(APT_MIRROR), "stop"], capture_output=True, check=False)
+def knob_dir(root) -> Path:
+    """Where the vLLM stand-in reads its failure knobs: the host's Hugging Face cache, mounted
+    into its containers (tests/hosts/images.py)."""
+    return Path(root) / "opt/libra/hf-cache/libra-test"
 
 
 def seed_hf_cache(roots) -> None:
-    """Stands in for models already in the Hugging Face cache: the docker double cannot run the
-    HF CLI inside the vLLM image, so the stage phase must find every model there and skip the
-    download (the layout huggingface_hub documents: hub/models--org--name/snapshots/rev/)."""
+    """Stands in for models already in the Hugging Face cache: the stand-in image has no HF CLI
+    and nothing can be downloaded here, so the stage phase must find every model there and skip
+    the download (the layout huggingface_hub documents: hub/models--org--name/snapshots/rev/)."""
     import yaml
     models = yaml.safe_load((REPO / "catalog" / "models.yml").read_text())["models"]
     for root in roots:
@@ -107,6 +129,8 @@ def chroot_inventory(hosts: dict[str, dict], mirror_url: str) -> dict:
     return {"all": {
         "vars": {
             "ansible_connection": "community.general.chroot",
+            "ansible_chroot_exe": str(CHROOT_EXE),
+            **STANDIN_VARS,
             "ansible_python_interpreter": "/usr/bin/python3",
             "tier": "auto",
             "vllm_stack_start": True,

@@ -1,7 +1,8 @@
 """Fleet rollouts on real Debian hosts: eight chroots on overlayfs over one debootstrapped base
-(tests/hosts/hostctl.py), each with the test doubles of tests/doubles (nvidia-smi replaying a
-real recording, the Docker CLI stand-in that starts an HTTP stand-in for vLLM, the local apt
-mirror for NVIDIA's repository). The real roles run; health gates are real HTTP calls.
+(tests/hosts/hostctl.py), each in its own network namespace with its own real Docker Engine
+(stand-in images: the HTTP stand-in for vLLM), nvidia-smi replaying a real recording and the
+local apt mirror for NVIDIA's repository. The real roles run; health gates are real HTTP calls
+and the engine's own healthchecks.
 
 One module-scoped fleet, scenarios in order:
   1. first rollout, tier=auto: each GPU host gets a stack sized for its card, the host without
@@ -14,10 +15,11 @@ One module-scoped fleet, scenarios in order:
   5. too many failures in one batch: the rollout stops there, the later hosts are `skipped`
      and unchanged.
 
-fleet-07's failure knob is /etc/libra-test/fail-health naming the container of dual's second
-instance (the knob's lines are matched against each vLLM container, tests/doubles/bin/docker):
-/health fails only for the new (dual) stack, and the previous (single) stack that the rollback
-restores has no such container and stays healthy.
+fleet-07's failure knob (the vLLM stand-in's fail-health file in the host's Hugging Face cache,
+tests/hosts/images.py) names the model of dual's second instance (the knob's lines are matched
+against each vLLM container's command line): the engine's healthcheck fails only for the new
+(dual) stack, and the previous (single) stack that the rollback restores has no such container
+and stays healthy.
 """
 from __future__ import annotations
 
@@ -26,14 +28,13 @@ import json
 import os
 import shutil
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fleetlib import (REPO, chroot_inventory, read_report, results, run_playbook, seed_hf_cache, start_apt_mirror,
-                      stop_apt_mirror, tail)
+from fleetlib import (REPO, build_apt_mirror, chroot_inventory, knob_dir, read_report, results, run_playbook,
+                      seed_hf_cache, tail)
 
 sys.path.insert(0, str(REPO / "tests" / "hosts"))
 import hostctl  # noqa: E402
@@ -55,6 +56,8 @@ NO_GPU = "fleet-05"
 ROLLBACK_HOST = "fleet-07"
 GPU_HOSTS = [h for h in FLEET if h != NO_GPU]
 CHANGE = {"fleet_change": {t: {"max_num_seqs": 8} for t in ("dual", "single", "ultralight", "int2")}}
+# fleet-07's new (dual) stack fails only on its second instance: the model of dual's "large" slot.
+LARGE_MODEL = yaml.safe_load((REPO / "catalog" / "tiers.yml").read_text())["models"]["large"]
 SERIAL = ["-e", json.dumps({"rollout_serial": [1, 2, "100%"], "rollout_max_fail_percentage": 25})]
 
 
@@ -78,14 +81,15 @@ def _port(host: str) -> int:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     work = tmp_path_factory.mktemp("fleet")
-    mirror_url = start_apt_mirror()
+    mirror_url = build_apt_mirror()
     roots = {}
     try:
         for name, (gpu, _) in FLEET.items():
             hostctl.down(PREFIX + name)  # a clean host even after an interrupted run
             roots[name] = hostctl.up(PREFIX + name, gpu)
         seed_hf_cache(roots.values())
-        (roots[ROLLBACK_HOST] / "etc/libra-test/fail-health").write_text("libra-vllm-large\n")
+        knob_dir(roots[ROLLBACK_HOST]).mkdir(parents=True, exist_ok=True)
+        (knob_dir(roots[ROLLBACK_HOST]) / "fail-health").write_text(LARGE_MODEL + "\n")
         inventory = chroot_inventory({name: {"ansible_host": str(roots[name]), "fleet_port": _port(name), **hostvars}
                                       for name, (_, hostvars) in FLEET.items()}, mirror_url)
         inv = work / "hosts.yml"
@@ -102,8 +106,6 @@ def fleet(tmp_path_factory):
     finally:
         for name in FLEET:
             hostctl.down(PREFIX + name)
-        if not hostctl.list_hosts():
-            stop_apt_mirror()
 
 
 def _stack_files(root: Path) -> dict[str, str]:
@@ -115,12 +117,22 @@ def _stack_files(root: Path) -> dict[str, str]:
     return out
 
 
-def _health(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+_PROBE = """
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen("http://127.0.0.1:%s/health" % sys.argv[1], timeout=5).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except OSError:
+    print(0)
+"""
+
+
+def _health(host: str) -> int:
+    """GET /health on the host's published vLLM port, from inside the host's network namespace."""
+    res = hostctl.in_host(PREFIX + host, ["python3", "-c", _PROBE, str(_port(host))], capture_output=True, text=True,
+                          check=False)
+    return int(res.stdout.strip() or 0)
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -154,11 +166,19 @@ def test_first_rollout_sizes_each_host_for_its_gpu(fleet, first_rollout):
         rec = by_host[host]
         assert rec["health"] == "ok" and rec["completion_latency_ms"] is not None, rec
         assert rec["tier"]["planned_gpu_memory_gib"] > 0
-        assert _health(_port(host)) == 200
+        assert _health(host) == 200
         assert f"| {host} |" in markdown
 
 
 def test_rerun_on_converged_fleet_changes_nothing(fleet, first_rollout):
+    # fleet-02's dockerd restarts before the re-run: its containers come back by their restart
+    # policy (unless-stopped) and the rollout finds nothing to do there either.
+    pid_file = fleet.roots["fleet-02"] / "run/docker.pid"
+    pid_before = pid_file.read_text().strip()
+    restart = hostctl.in_host(PREFIX + "fleet-02", ["systemctl", "restart", "docker"], capture_output=True, text=True,
+                              check=False)
+    assert restart.returncode == 0, restart.stderr
+    assert pid_file.read_text().strip() != pid_before
     run = fleet(*SERIAL)
     assert set(run.recap) >= set(FLEET), tail(run)
     assert {h: r["changed"] for h, r in run.recap.items()} == {h: 0 for h in run.recap}, tail(run, 200)
@@ -188,19 +208,19 @@ def test_failed_health_gate_rolls_back_and_others_go_on(fleet, first_rollout):
     assert _env(root) == env_before
     assert (root / "opt/libra/docker-compose.vllm-lite.yml").exists()
     assert not (root / "opt/libra/docker-compose.vllm.yml").exists()
-    assert _health(_port(ROLLBACK_HOST)) == 200
+    assert _health(ROLLBACK_HOST) == 200
     assert "**rolled_back**" in markdown
     # the others run the change
     for host in GPU_HOSTS:
         if host != ROLLBACK_HOST:
             assert _env(fleet.roots[host])["MAX_NUM_SEQS"] == "8", host
-            assert _health(_port(host)) == 200
+            assert _health(host) == 200
 
 
 def test_too_many_failures_in_a_batch_stop_the_rollout(fleet, first_rollout):
     # batches over fleet-01..04: fleet-01 | fleet-02 fleet-03 | fleet-04; both hosts of the
     # second batch fail their gate (their previous stack too: the knob is a plain file).
-    knobs = [fleet.roots[h] / "etc/libra-test/fail-health" for h in ("fleet-02", "fleet-03")]
+    knobs = [knob_dir(fleet.roots[h]) / "fail-health" for h in ("fleet-02", "fleet-03")]
     change = {"fleet_change": {t: {"max_num_seqs": 4} for t in ("dual", "single", "ultralight", "int2")}}
     before = _stack_files(fleet.roots["fleet-04"])
     try:

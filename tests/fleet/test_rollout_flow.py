@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def fleet(tmp_path: Path):
         "all": {
             "vars": {
                 "ansible_connection": "local",
-                "ansible_python_interpreter": str(REPO / ".venv" / "bin" / "python"),
+                "ansible_python_interpreter": sys.executable,
                 "vllm_stack_start": False,
                 "vllm_stack_dir": str(state) + "/{{ inventory_hostname }}",
                 "stub_config": "v1",

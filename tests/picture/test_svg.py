@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import CASES
+from picturekit import CASES
 from libra_picture import PictureError, render_plan_svg
 
 NS = "{http://www.w3.org/2000/svg}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DOUBLES, REPO, local_inventory, run_playbook
+from playkit import DOUBLES, REPO, local_inventory, run_playbook
 
 GPU_HOSTS = {"edge-2070-01", "edge-2070-02", "edge-3060-01", "edge-3060-02", "ws-4090-01", "dc-t4-01", "dc-a100-01", "dc-l4x2-01"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, local_inventory, run_playbook
+from playkit import REPO, local_inventory, run_playbook
 
 STUBS = REPO / "tests" / "fleet" / "stub_roles"
 

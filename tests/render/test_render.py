@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 DOUBLES = REPO / "tests" / "doubles"
 SECRET = "hf_render_test_token_7f3a"
 API_KEY = "sk-render-test-key-91b2"
+WORKER_IMAGE = "registry.example.com/ai-worker:1.0"  # what tests/vllm/vllmkit.py renders the multi-GPU cases with
 
 TIERS = ["dual", "single", "ultralight", "int2", "auto"]
 # GPU presets of catalog/gpus.yml (nvidia-smi memory.total of real cards, sources there) ...
@@ -198,11 +199,15 @@ def test_case(case, run, compose_schema):
             # The second vLLM starts once the first holds its GPU memory.
             assert svc["depends_on"] == {instances[i - 1]["service"]: {"condition": "service_healthy"}}
 
-    worker = services["ai-worker"]
-    assert worker["environment"]["VLLM_MODE"] == expected["vllm_mode"]
-    assert worker["environment"]["VLLM_URL"] == f"http://{instances[0]['service']}:8000/v1"
-    if expected["name"] == "dual":
-        assert worker["environment"]["VLLM_URL_2"] == f"http://{instances[1]['service']}:8000/v1"
+    if "multi_index" not in case:
+        assert "ai-worker" not in services, "the ai-worker is off by default"
+    else:
+        worker = services["ai-worker"]
+        assert worker["image"] == WORKER_IMAGE
+        assert worker["environment"]["VLLM_MODE"] == expected["vllm_mode"]
+        assert worker["environment"]["VLLM_URL"] == f"http://{instances[0]['service']}:8000/v1"
+        if expected["name"] == "dual":
+            assert worker["environment"]["VLLM_URL_2"] == f"http://{instances[1]['service']}:8000/v1"
     assert {name for name, s in services.items() if "vllm/vllm-openai" in s["image"]} == {i["service"] for i in instances}
     for name in ("prometheus", "grafana"):
         assert services[name]["profiles"] == ["monitoring"]

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "hosts"))
 sys.path.insert(0, str(REPO / "tests" / "playbooks"))
 
-from conftest import local_inventory, run_playbook  # noqa: E402
+from playkit import local_inventory, run_playbook  # noqa: E402
 
 NAME = "roles-minimal"
 STATE = "/var/lib/libra-tests/hosts-roles"

@@ -8,7 +8,7 @@ the key) still answers 200. The assertions read the recorded ``vllm_verify_resul
 There is no GPU here: the role's GPU reads go to the nvidia-smi double (tests/doubles/bin,
 replaying the RTX 4090 recording), and the one vLLM process it reports is the real server's
 PID, with the memory the double derives from the instance's gpu_memory_utilization (the double's
-docker-state input). The toolkit smoke test is off (``vllm_verify_smoke_test: false``).
+a stand-in listing the server process). The toolkit smoke test is off (``vllm_verify_smoke_test: false``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ UTILIZATION = 0.1
 
 PLAYBOOK = [{
     "name": "Verify a real vLLM server",
-    "hosts": "all",
+    "hosts": "vllm_hosts",
     "gather_facts": False,
     "roles": [{"role": "vllm_verify"}],
 }]
@@ -40,10 +40,21 @@ def run_verify(tmp_path: Path, server: dict, api_key: str) -> dict:
     rec = json.loads((DOUBLES / "recordings" / "nvidia-smi" / f"{RECORDING}.json").read_text())
     port = int(server["base_url"].rsplit(":", 1)[1])
     (tmp_path / "gpu").write_text(RECORDING + "\n")
-    # The nvidia-smi double lists one GPU process per running GPU service of this state file.
-    (tmp_path / "docker-state.json").write_text(json.dumps({"projects": {"libra": {"services": {"vllm": {
-        "state": "running", "gpu": True, "gpu_memory_utilization": UTILIZATION, "gpu_indices": [0],
-        "pid": server["pid"], "process_name": "python3"}}}}}))
+    # No GPU here: the nvidia-smi double replays the recorded card, and lists GPU processes from a
+    # Docker Engine, which this test has not. A stand-in in front of it adds the real server's
+    # process the way a GPU host lists vLLM: the budget it allocates up front, utilization x total
+    # (vllm-project/vllm#7553), on the recorded GPU's UUID.
+    gpu = rec["gpus"][0]
+    wrapper = tmp_path / "nvidia-smi"
+    wrapper.write_text(
+        "#!" + sys.executable + "\n"
+        "import os, sys\n"
+        "if any(a.startswith('--query-compute-apps') for a in sys.argv[1:]):\n"
+        f"    print('{server['pid']}, python3, {int(UTILIZATION * gpu['memory_total_mib'])}, {gpu['uuid']}')\n"
+        "    sys.exit(0)\n"
+        f"os.execv({str(DOUBLES / 'bin' / 'nvidia-smi')!r}, [{str(DOUBLES / 'bin' / 'nvidia-smi')!r}] + sys.argv[1:])\n"
+    )
+    wrapper.chmod(0o755)
     variables = {
         "vllm_verify_tier": {
             "name": "real-vllm", "total_needs_gib": 1.0,
@@ -56,6 +67,8 @@ def run_verify(tmp_path: Path, server: dict, api_key: str) -> dict:
         "vllm_verify_api_key": api_key,
         "vllm_verify_stack_running": True,
         "vllm_verify_smoke_test": False,
+        "vllm_verify_nvidia_smi": str(wrapper),
+        "vllm_verify_engine": yaml.safe_load((REPO / "catalog" / "engine.yml").read_text()),
         # The replayed card's driver is what the GPU side reports; it is not under test here.
         "vllm_verify_min_driver": rec["driver_version"],
         # The tiny model on 2 CPU cores: a chat round trip takes well under a second, once warm.
@@ -64,8 +77,8 @@ def run_verify(tmp_path: Path, server: dict, api_key: str) -> dict:
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     os.chmod(tmp_path / "vars.json", 0o600)
     (tmp_path / "play.yml").write_text(yaml.safe_dump(PLAYBOOK))
-    inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local",
-                                                 "ansible_python_interpreter": sys.executable}}}}
+    inventory = {"all": {"children": {"vllm_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     env = dict(os.environ)
     env.update({
@@ -76,7 +89,6 @@ def run_verify(tmp_path: Path, server: dict, api_key: str) -> dict:
         "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
         "LIBRA_TEST_SHARE": str(DOUBLES),
         "LIBRA_TEST_GPU_FILE": str(tmp_path / "gpu"),
-        "LIBRA_TEST_DOCKER_STATE": str(tmp_path / "docker-state.json"),
     })
     proc = subprocess.run(
         [str(VENV_BIN / "ansible-playbook"), str(tmp_path / "play.yml"), "-i", str(tmp_path / "hosts.yml"),

@@ -178,6 +178,8 @@ def keys_wanted(session) -> list:
 
 RENDER_SECRET = "hf_render_test_token_7f3a"
 RENDER_API_KEY = "sk-render-test-key-91b2"
+# The ai-worker is off by default (no public image); the multi-GPU cases turn it on with this one.
+RENDER_WORKER_IMAGE = "registry.example.com/ai-worker:1.0"
 TIERS = ["dual", "single", "ultralight", "int2", "auto"]
 GPU_PRESETS = list(yaml.safe_load((REPO / "catalog" / "gpus.yml").read_text())["gpus"])
 # A multi-GPU host replayed by the nvidia-smi double (tests/doubles/recordings, source cited in
@@ -229,6 +231,8 @@ def render_stacks(work: Path, cases: list[dict], extra_hostvars: dict | None = N
         else:
             hv["gpu_facts_nvidia_smi"] = str(DOUBLES / "bin" / "nvidia-smi")
             hv["gpu_facts_index"] = case["multi_index"]
+            hv["vllm_stack_worker_enabled"] = True
+            hv["vllm_stack_worker_image"] = RENDER_WORKER_IMAGE
         hv.update((extra_hostvars or {}).get(case["host"], {}))
         hosts[case["host"]] = hv
     inventory = work / "hosts.yml"
