@@ -317,7 +317,10 @@ def render_plan_svg(tier: dict, gpu: dict | None = None, title: str | None = Non
     # First reason of a plan that does not fit
     end_y = legend_y + 10
     if not lay["fits"]:
-        reason = lay["reasons"][0] if lay["reasons"] else next((r for b in bars for r in b["reasons"]), "the plan does not fit")
+        # The planner's cause line ("why: ...") when it gives one, else its first reason.
+        why = [r[len("why: "):] for r in lay["reasons"] if r.startswith("why: ")]
+        reason = (why[0] if why else lay["reasons"][0]) if lay["reasons"] else next(
+            (r for b in bars for r in b["reasons"]), "the plan does not fit")
         end_y += 14
         for i, part in enumerate(_wrap(f"Why: {reason}", width - LEFT - 20, 12)[:4]):
             text(LEFT, end_y + i * 16, part, 12, cls="reason", fill=OVERFLOW_COLOUR)

@@ -84,9 +84,11 @@ def test_red_overflow_iff_the_plan_does_not_fit(resolved_cases, case):
     assert bool(overflow) == (not tier["fits"]), case
     assert bool(reasons) == (not tier["fits"]), case
     if not tier["fits"]:
-        # the first reason starts the red text
+        # the planner's cause line (its "why: " reason) starts the red text, not the needs/has line
+        causes = [r for r in tier["reasons"] if r.startswith("why: ")]
+        assert causes, "a plan that does not fit carries its cause"
         first_words = " ".join(" ".join(reasons).split()[:8])
-        assert first_words == " ".join(f"Why: {tier['reasons'][0]}".split()[:8])
+        assert first_words == " ".join(("Why: " + causes[0][len("why: "):]).split()[:8])
 
 
 def test_overflow_height_is_what_runs_over_the_card(resolved_cases):
