@@ -19,15 +19,7 @@ from libra_roles import memory as _memory  # noqa: E402
 from libra_roles import rollout as _rollout  # noqa: E402
 from libra_roles import stack as _stack  # noqa: E402
 from libra_roles import verify as _verify  # noqa: E402
-
-
-def _plain(value):
-    """Plain Python containers (Ansible may hand over lazy or tagged ones)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from libra_common import plain as _plain  # noqa: E402
 
 
 def _filter(name, func):

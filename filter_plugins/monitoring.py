@@ -19,14 +19,7 @@ if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
 import libra_monitoring as _mon  # noqa: E402
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from libra_common import plain as _plain  # noqa: E402
 
 
 def _wrap(func):

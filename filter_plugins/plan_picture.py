@@ -16,15 +16,7 @@ if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
 from libra_picture import PictureError, render_plan_svg  # noqa: E402
-
-
-def _plain(value):
-    """Plain Python containers (Ansible may hand over lazy/tagged containers)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+from libra_common import plain as _plain  # noqa: E402
 
 
 def vllm_plan_svg(tier, gpu=None, title=None):

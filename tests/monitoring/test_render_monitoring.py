@@ -39,7 +39,7 @@ def _play(work: Path):
     for name, hv in HOSTS.items():
         hosts[name] = dict(hv, ansible_connection="local", ansible_python_interpreter=sys.executable, vllm_stack_dir=str(work / name),
                            vllm_stack_start=False, vllm_stack_validate_with_docker=False, preflight_show_summary=False, preflight_picture_dir="")
-    (work / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    (work / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"vllm_hosts": {"hosts": hosts}}}}))
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), "site.yml", "-i", str(work / "hosts.yml"), "--tags", "preflight,stack"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)

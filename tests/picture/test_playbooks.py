@@ -22,7 +22,7 @@ NS = "{http://www.w3.org/2000/svg}"
 
 def run(args, tmp, hosts):
     inv = tmp / "hosts.yml"
-    inv.write_text(yaml.safe_dump({"all": {"hosts": hosts, "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
+    inv.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}, "children": {"vllm_hosts": {"hosts": hosts}}}}))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     return subprocess.run([PLAYBOOK, "-i", str(inv), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
 
@@ -54,7 +54,9 @@ def test_plan_playbook_writes_one_svg_per_host_and_tier(tmp):
 
 def test_preflight_writes_the_picture_before_it_stops(tmp):
     out = tmp / "preflight"
-    hosts = {"small": {"tier": "dual", "gpu_facts_preset": "rtx2070"}, "fine": {"tier": "single", "gpu_facts_preset": "rtx2070"}}
+    # a preset GPU is for plans only: preflight refuses it for a stack that is to be started
+    hosts = {"small": {"tier": "dual", "gpu_facts_preset": "rtx2070", "vllm_stack_start": False},
+             "fine": {"tier": "single", "gpu_facts_preset": "rtx2070", "vllm_stack_start": False}}
     result = run(["playbooks/preflight.yml", "--check", "-e", f"preflight_picture_dir={out}"], tmp, hosts)
     assert result.returncode != 0  # dual does not fit the 8 GB card
     assert "does not fit" in result.stdout

@@ -36,7 +36,7 @@ def run_playbook(args, tmp_path, inventory: dict, callback: str | None = None):
 
 
 def local_hosts(hosts: dict) -> dict:
-    return {"all": {"hosts": hosts, "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}
+    return {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}, "children": {"vllm_hosts": {"hosts": hosts}}}}
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def _run(args, tmp_path):
     if PLAYBOOK is None:
         pytest.skip("ansible-playbook is not installed")
     inv = tmp_path / "hosts.yml"
-    inv.write_text(yaml.safe_dump({"all": {"hosts": {"box": {}}, "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
+    inv.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}, "children": {"vllm_hosts": {"hosts": {"box": {}}}}}}))
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     result = subprocess.run([PLAYBOOK, "-i", str(inv), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
