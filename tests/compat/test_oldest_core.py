@@ -42,7 +42,7 @@ def test_plan_playbook_runs_the_planner_filters(tmp_path):
     # the same verdicts the newest ansible-core gives for the same GPU
     new = run_playbook("playbooks/plan.yml", inv, "-e", "tier=all", "-e", "gpu_facts_preset=rtx3060")
     assert got == dict(pair.split("=") for pair in re.search(r"verdicts: ([^\"\n]+)", new.out).group(1).split())
-    assert set(got) == {"dual", "single", "ultralight", "int2"}
+    assert set(got) == {"dual", "single", "ultralight", "int2", "max"}
 
 
 def test_site_renders_the_stack(tmp_path):
