@@ -23,6 +23,7 @@ import yaml
 
 from libra_planner import tiers as planner_tiers
 from libra_planner.errors import PlannerError
+from vllmkit import parse_env_file as _parse_env  # tests/conftest.py puts tests/vllm on sys.path
 
 REPO = Path(__file__).resolve().parents[2]
 DOUBLES = REPO / "tests" / "doubles"
@@ -71,18 +72,6 @@ def _expected_memory_limit(tier_limit: str) -> str:
     tier_mib = int(float(number) * _UNITS_MIB[unit or "b"])
     cap_mib = max(total_mib - 2048, 256)
     return tier_limit if tier_mib <= cap_mib else f"{cap_mib}m"
-
-
-def _parse_env(path: Path) -> dict:
-    env = {}
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        key, _, value = line.partition("=")
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        env[key.strip()] = value
-    return env
 
 
 def _interpolate(text: str, env: dict) -> str:
