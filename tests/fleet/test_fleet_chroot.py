@@ -226,7 +226,7 @@ def test_too_many_failures_in_a_batch_stop_the_rollout(fleet, first_rollout):
     try:
         for knob in knobs:
             knob.touch()
-        run = fleet("-e", json.dumps(change), *SERIAL, limit="fleet-01,fleet-02,fleet-03,fleet-04")
+        run = fleet("-e", json.dumps(change), *SERIAL, limit="fleet-01,fleet-02,fleet-03,fleet-04,localhost")  # localhost: the closing report play
     finally:
         for knob in knobs:
             knob.unlink(missing_ok=True)
