@@ -54,7 +54,8 @@ def main(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("kind", choices=["idle", *ANSWERS])
     ap.add_argument("--port", type=int, default=0)
-    args = ap.parse_args(argv)
+    # an exporter's own flags (node-exporter's --path.procfs=...) are not the stand-in's business
+    args, _ = ap.parse_known_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if args.kind == "idle":
         sys.stdout.write("ai-worker stand-in: idle\n")
