@@ -49,13 +49,6 @@ def test_a_renamed_metric_would_be_caught(dual_tier):
     assert mon.vllm_metric_names(["vllm:gpu_cache_usage_perc > 0.9"]) - exposed == {"vllm:gpu_cache_usage_perc"}
 
 
-def _real_server(request) -> dict:
-    try:
-        return request.getfixturevalue("real_vllm_server")
-    except pytest.FixtureLookupError:
-        pytest.skip("the real_vllm_server fixture (tests/conftest.py, real vLLM CPU server) is not defined in this checkout")
-
-
 def _get(url: str, api_key: str | None, data: bytes | None = None) -> str:
     headers = {"Content-Type": "application/json"}
     if api_key:
@@ -64,8 +57,8 @@ def _get(url: str, api_key: str | None, data: bytes | None = None) -> str:
         return resp.read().decode()
 
 
-def test_used_names_are_in_a_real_servers_metrics(request, dual_tier):
-    server = _real_server(request)
+def test_used_names_are_in_a_real_servers_metrics(real_vllm_server, dual_tier):
+    server = real_vllm_server
     assert server["vllm_version"] == PINNED
     base = server["base_url"].rstrip("/").removesuffix("/v1")
     body = ('{"model": "%s", "prompt": "hello", "max_tokens": 4}' % server["served_model_name"]).encode()
