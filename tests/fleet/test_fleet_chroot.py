@@ -225,6 +225,7 @@ def test_too_many_failures_in_a_batch_stop_the_rollout(fleet, first_rollout):
     before = _stack_files(fleet.roots["fleet-04"])
     try:
         for knob in knobs:
+            knob.parent.mkdir(parents=True, exist_ok=True)  # only fleet-07's knob folder exists yet
             knob.touch()
         run = fleet("-e", json.dumps(change), *SERIAL, limit="fleet-01,fleet-02,fleet-03,fleet-04,localhost")  # localhost: the closing report play
     finally:
