@@ -34,6 +34,6 @@ lint: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
 
 pytest: setup test-deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -p no:cacheprovider tests
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -p no:cacheprovider --durations=40 tests
 
 test: setup test-deps lint pytest

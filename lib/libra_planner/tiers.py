@@ -48,6 +48,21 @@ def _public(resolved: dict, requested: str, gpu: dict) -> dict:
     return out
 
 
+# The planner's reason (a marker in its text) -> the cause in words, for the plan's `why:` line.
+_CAUSES = (
+    ("exceeds the model's own maximum",
+     lambda p: f"max_model_len {p.get('max_model_len')} is above the model's own maximum {p.get('model_max_len')}"),
+    ("must be >= max_num_seqs", lambda p: "max_num_batched_tokens is below max_num_seqs, which vLLM refuses"),
+    ("leaves nothing for the KV cache",
+     lambda p: "weights and activations alone fill its budget, nothing is left for the KV cache"),
+    ("one max_model_len request needs",
+     lambda p: f"its KV cache cannot hold one request of max_model_len {p.get('max_model_len')} tokens"),
+    ("vLLM starts only when free memory",
+     lambda p: "cannot start, the GPU memory left free before it is less than its budget"),
+    ("sit outside", lambda p: "its CUDA context and CUDA graphs do not fit next to its budget"),
+)
+
+
 def _why(resolved: dict) -> str:
     """Why a plan does not fit, in words and without a fix (the fixes are the re-planned advice)."""
     causes = []
@@ -55,18 +70,9 @@ def _why(resolved: dict) -> str:
         plan = inst.get("plan") or {}
         label = f"{inst.get('name')} ({inst.get('model')})"
         for reason in plan.get("reasons") or []:
-            if "exceeds the model's own maximum" in reason:
-                causes.append(f"{label}: max_model_len {plan.get('max_model_len')} is above the model's own maximum {plan.get('model_max_len')}")
-            elif "must be >= max_num_seqs" in reason:
-                causes.append(f"{label}: max_num_batched_tokens is below max_num_seqs, which vLLM refuses")
-            elif "leaves nothing for the KV cache" in reason:
-                causes.append(f"{label}: weights and activations alone fill its budget, nothing is left for the KV cache")
-            elif "one max_model_len request needs" in reason:
-                causes.append(f"{label}: its KV cache cannot hold one request of max_model_len {plan.get('max_model_len')} tokens")
-            elif "vLLM starts only when free memory" in reason:
-                causes.append(f"{label}: cannot start, the GPU memory left free before it is less than its budget")
-            elif "sit outside" in reason:
-                causes.append(f"{label}: its CUDA context and CUDA graphs do not fit next to its budget")
+            cause = next((words(plan) for marker, words in _CAUSES if marker in reason), None)
+            if cause:
+                causes.append(f"{label}: {cause}")
     # the first failure per instance: the later ones follow from it (a budget of the whole card
     # cannot start either)
     causes = _first_per_instance(causes)

@@ -109,54 +109,45 @@ def advice(catalog, tier, gpu, models, overrides, filter_name) -> list[dict]:
     found: list[dict] = []
     built = build_tier(catalog, tier, models, overrides, filter_name)
     minimum = lambda r: f"needs {needs_gib(r, gpu):.2f} of {gives_gib(gpu):.2f} GiB"  # noqa: E731
+
+    def offer(words: str, settings: dict) -> bool:
+        """Re-plan with the settings applied; list them (with their -e) when that fits."""
+        chosen = settings.get("vllm_models", models)
+        result = fits_quietly(catalog, tier, gpu, chosen, settings.get("vllm_tier_overrides", overrides), filter_name)
+        if not (result and result["fits"]):
+            return False
+        found.append(_item(f"{words} ({_extra_vars(settings)}); re-planned: fits, {minimum(result)}",
+                           settings, result, gpu))
+        return True
+
     # 1. budgets the planner solves, where the tier or an override fixed them
     if any(inst.get("gpu_memory_utilization") != "auto" for inst in built["instances"]):
-        knobs = {"gpu_memory_utilization": "auto"}
         merged = copy.deepcopy(overrides or {})
-        merged.setdefault(tier, {}).update(knobs)
+        merged.setdefault(tier, {}).update({"gpu_memory_utilization": "auto"})
         for inst in (merged[tier].get("instances") or {}).values():
             inst.pop("gpu_memory_utilization", None)
             inst.pop("gpu_memory_gib", None)
         merged[tier].pop("gpu_memory_gib", None)
-        result = fits_quietly(catalog, tier, gpu, models, merged, filter_name)
-        if result and result["fits"]:
-            found.append(_item(
-                f"let the planner size each budget: vllm_tier_overrides.{tier}.gpu_memory_utilization: auto "
-                f"({_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
-                {"vllm_tier_overrides": merged}, result, gpu))
+        offer(f"let the planner size each budget: vllm_tier_overrides.{tier}.gpu_memory_utilization: auto",
+              {"vllm_tier_overrides": merged})
     # 2. a shorter context, same tier and card
     lengths = [int(inst["max_model_len"]) for inst in built["instances"] if inst.get("max_model_len")]
     candidate = (min(lengths) if lengths else 65536) // 2
     while candidate >= MIN_SUGGESTED_LEN:
-        merged = with_override(overrides, tier, max_model_len=candidate)
-        result = fits_quietly(catalog, tier, gpu, models, merged, filter_name)
-        if result and result["fits"]:
-            found.append(_item(
-                f"a shorter context fits: max_model_len {candidate} (vllm_tier_overrides.{tier}.max_model_len: {candidate}, "
-                f"{_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
-                {"vllm_tier_overrides": merged}, result, gpu))
+        if offer(f"a shorter context fits: max_model_len {candidate}, as vllm_tier_overrides.{tier}.max_model_len: {candidate}",
+                 {"vllm_tier_overrides": with_override(overrides, tier, max_model_len=candidate)}):
             break
         candidate //= 2
     # 3. CUDA graphs off (slower decoding, no graph memory)
     if not all(inst.get("enforce_eager") for inst in built["instances"]):
-        merged = with_override(overrides, tier, enforce_eager=True)
-        result = fits_quietly(catalog, tier, gpu, models, merged, filter_name)
-        if result and result["fits"]:
-            found.append(_item(
-                f"without CUDA graphs (slower decoding): vllm_tier_overrides.{tier}.enforce_eager: true "
-                f"({_extra_vars({'vllm_tier_overrides': merged})}); re-planned: fits, {minimum(result)}",
-                {"vllm_tier_overrides": merged}, result, gpu))
+        offer(f"without CUDA graphs (slower decoding): vllm_tier_overrides.{tier}.enforce_eager: true",
+              {"vllm_tier_overrides": with_override(overrides, tier, enforce_eager=True)})
     # 4. the lowest-bit 7B (the int2 slot) in place of the large model
     slots = {inst["model_slot"] for inst in built["instances"]}
     int2_model = {**catalog.get("models", {}), **(models or {})}.get("int2")
     if "large" in slots and int2_model:
-        chosen = {**(models or {}), "large": int2_model}
-        result = fits_quietly(catalog, tier, gpu, chosen, overrides, filter_name)
-        if result and result["fits"]:
-            found.append(_item(
-                f"the int2 slot's 7B fits as the large model: vllm_models.large: {int2_model} "
-                f"({_extra_vars({'vllm_models': chosen})}); re-planned: fits, {minimum(result)}",
-                {"vllm_models": chosen}, result, gpu))
+        offer(f"the int2 slot's 7B fits as the large model: vllm_models.large: {int2_model}",
+              {"vllm_models": {**(models or {}), "large": int2_model}})
     # 5. other tiers on this card
     # planned as `-e tier=NAME` plans it (tier max searches its ladder)
     from .tiers import resolve_tier  # noqa: PLC0415  (tiers imports this module)
