@@ -50,11 +50,15 @@ MODEL_MAP = [
     ("qwen/qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
     ("qwen/qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
     ("qwen/qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct"),
+    # AWQ checkpoints before their 16-bit names, which are prefixes of theirs
+    ("qwen/qwen2.5-7b-instruct-awq", "Qwen/Qwen2.5-7B-Instruct-AWQ"),
     ("qwen/qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct"),
     ("deepseek-ai/deepseek-r1-distill-llama-8b", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B"),
     ("meta-llama/llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct"),
     ("google/gemma-3-4b-it", "google/gemma-3-4b-it"),
+    ("qwen/qwen3-8b-awq", "Qwen/Qwen3-8B-AWQ"),
     ("qwen/qwen3-8b", "Qwen/Qwen3-8B"),
+    ("qwen/qwen3-0.6b", "Qwen/Qwen3-0.6B"),
 ]
 
 # Compute capability by GPU name (NVIDIA's CUDA GPU list, developer.nvidia.com/cuda-gpus).
