@@ -84,8 +84,13 @@ STANDIN_VARS = {
     "vllm_stack_healthcheck_interval": "2s",
     "vllm_stack_healthcheck_timeout": "5s",
     "vllm_stack_healthcheck_retries": 3,
-    "vllm_stack_healthcheck_start_period": "30s",
+    # The stand-in answers /health within a second or two of its start; a failing one is then
+    # unhealthy after 10 s + 3 x 2 s instead of the production default's minutes.
+    "vllm_stack_healthcheck_start_period": "10s",
     "vllm_stack_wait_timeout": 90,
+    # The rollback's probe of the previous stack: 12 x 2 s (default 24 x 5 s) is ample here.
+    "rollout_rollback_health_retries": 12,
+    "rollout_rollback_health_delay": 2,
 }
 
 

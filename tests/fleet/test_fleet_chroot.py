@@ -11,7 +11,8 @@ One module-scoped fleet, scenarios in order:
   3. --check --diff of a change: prints it, changes no file on any host;
   4. a change (a vllm_tier_overrides knob for everyone, tier single -> auto on fleet-07) where
      fleet-07's new stack fails its health gate: it is rolled back to its previous stack, which
-     answers /health again; the others get the change;
+     answers /health again; the others get the change, fleet-08 after its dockerd restarted
+     in the middle of the rollout (its drain hook);
   5. too many failures in one batch: the rollout stops there, the later hosts are `skipped`
      and unchanged.
 
@@ -50,8 +51,11 @@ FLEET = {
     "fleet-05": (None, {}),
     "fleet-06": ("multi-2080ti22gb-titanrtx", {"gpu_facts_index": 1}),
     "fleet-07": ("rtx4090-24gb", {"tier": "{{ 'auto' if fleet_change | default({}) else 'single' }}"}),
-    "fleet-08": ("rtx2070-8gb", {}),
+    # fleet-08's drain hook restarts its dockerd right before its cut-over, in the middle of the
+    # rollout (its running containers stop and come back by their restart policy).
+    "fleet-08": ("rtx2070-8gb", {"rollout_drain_hook": str(Path(__file__).resolve().parent / "hooks" / "restart-dockerd.yml")}),
 }
+RESTART_HOST = "fleet-08"
 NO_GPU = "fleet-05"
 ROLLBACK_HOST = "fleet-07"
 GPU_HOSTS = [h for h in FLEET if h != NO_GPU]
@@ -200,7 +204,11 @@ def test_check_diff_changes_nothing(fleet, first_rollout):
 def test_failed_health_gate_rolls_back_and_others_go_on(fleet, first_rollout):
     root = fleet.roots[ROLLBACK_HOST]
     env_before = _env(root)
+    pid_file = fleet.roots[RESTART_HOST] / "run/docker.pid"
+    pid_before = pid_file.read_text().strip()
     run = fleet("-e", json.dumps(CHANGE), *SERIAL)
+    # fleet-08's dockerd restarted mid-rollout (its drain hook), and it still got the change below
+    assert pid_file.read_text().strip() != pid_before, tail(run, 80)
     report, markdown = read_report(fleet.reports)
     expected = {h: "deployed" for h in GPU_HOSTS} | {NO_GPU: "failed_preflight", ROLLBACK_HOST: "rolled_back"}
     assert results(report) == expected, tail(run, 150)
