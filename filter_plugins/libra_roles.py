@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible.errors import AnsibleFilterError
-
 _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
@@ -19,19 +17,7 @@ from libra_roles import memory as _memory  # noqa: E402
 from libra_roles import rollout as _rollout  # noqa: E402
 from libra_roles import stack as _stack  # noqa: E402
 from libra_roles import verify as _verify  # noqa: E402
-from libra_common import plain as _plain  # noqa: E402
-
-
-def _filter(name, func):
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*[_plain(a) for a in args], **{k: _plain(v) for k, v in kwargs.items()})
-        except (ValueError, KeyError, TypeError) as err:
-            raise AnsibleFilterError(f"{name}: {err}") from err
-
-    wrapper.__name__ = name
-    wrapper.__doc__ = func.__doc__
-    return wrapper
+from libra_common import ansible_filter  # noqa: E402
 
 
 _FILTERS = {
@@ -62,4 +48,4 @@ class FilterModule:
     """Filters of roles/* and playbooks/* (see lib/libra_roles)."""
 
     def filters(self):
-        return {name: _filter(name, func) for name, func in _FILTERS.items()}
+        return {name: ansible_filter(func, (ValueError, KeyError, TypeError), name=name) for name, func in _FILTERS.items()}

@@ -12,26 +12,16 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible.errors import AnsibleFilterError
-
 _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
 import libra_monitoring as _mon  # noqa: E402
-from libra_common import plain as _plain  # noqa: E402
+from libra_common import ansible_filter  # noqa: E402
 
 
 def _wrap(func):
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*[_plain(a) for a in args], **{k: _plain(v) for k, v in kwargs.items()})
-        except _mon.MonitoringError as err:
-            raise AnsibleFilterError(str(err)) from err
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
+    return ansible_filter(func, _mon.MonitoringError)
 
 
 def vllm_monitoring_plan_rules(tier, gpu_index=0, gpu_margin_gib=_mon.DEFAULTS["gpu_margin_gib"]):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible.errors import AnsibleFilterError
-
 # The pure planner lives in lib/ (outside filter_plugins/, which Ansible scans for plugins).
 _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
 if _LIB not in sys.path:
@@ -22,48 +20,33 @@ from libra_planner import nvidia_smi as _smi  # noqa: E402
 from libra_planner import tables as _tables  # noqa: E402
 from libra_planner import tiers as _tiers  # noqa: E402
 from libra_planner import validate as _validate  # noqa: E402
+from libra_common import ansible_filter, plain  # noqa: E402
 
 
 def _wrap(func):
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except _errors.PlannerError as err:
-            raise AnsibleFilterError(str(err)) from err
-
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
-
-
-def _unwrap(value):
-    """Plain Python containers for the planner (Ansible may hand over lazy/tagged containers)."""
-    if isinstance(value, dict):
-        return {str(k) if not isinstance(k, str) else k: _unwrap(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_unwrap(v) for v in value]
-    return value
+    # the filters hand their arguments to the planner through plain() themselves
+    return ansible_filter(func, _errors.PlannerError, plain_args=False)
 
 
 def vllm_memory_plan(instance, gpu):
     """``instance | vllm_memory_plan(gpu)``: one instance alone on a GPU (DESIGN.md contract 4)."""
     from libra_planner import plan_instance  # noqa: PLC0415
 
-    return plan_instance(_unwrap(instance), _unwrap(gpu), "vllm_memory_plan")
+    return plan_instance(plain(instance), plain(gpu), "vllm_memory_plan")
 
 
 def vllm_multi_plan(instances, gpu):
     """``instances | vllm_multi_plan(gpu)``: instances started in order on one GPU."""
     from libra_planner import plan_instances  # noqa: PLC0415
 
-    return plan_instances(_unwrap(instances), _unwrap(gpu), "vllm_multi_plan")
+    return plan_instances(plain(instances), plain(gpu), "vllm_multi_plan")
 
 
 def vllm_solve_utilization(instances, gpu, min_concurrency=1, margin_gib=0.25):
     """``instances | vllm_solve_utilization(gpu, min_concurrency, margin_gib)``: a utilization per instance."""
     from libra_planner import solve_utilization  # noqa: PLC0415
 
-    return solve_utilization(_unwrap(instances), _unwrap(gpu), int(min_concurrency), float(margin_gib), "vllm_solve_utilization")
+    return solve_utilization(plain(instances), plain(gpu), int(min_concurrency), float(margin_gib), "vllm_solve_utilization")
 
 
 def vllm_tier_resolve(catalog, tier, gpu, models=None, overrides=None):
@@ -72,8 +55,8 @@ def vllm_tier_resolve(catalog, tier, gpu, models=None, overrides=None):
     ``catalog`` may be the loaded catalog/tiers.yml, or ``none``/empty to read it from the project;
     ``tier`` may be ``auto``, or ``all`` for a list of every tier (reports).
     """
-    catalog = _unwrap(catalog) or None
-    gpu, models, overrides = _unwrap(gpu), _unwrap(models) or {}, _unwrap(overrides) or {}
+    catalog = plain(catalog) or None
+    gpu, models, overrides = plain(gpu), plain(models) or {}, plain(overrides) or {}
     if tier == "all":
         return _tiers.resolve_all(catalog, gpu, models, overrides, "vllm_tier_resolve")
     return _tiers.resolve_tier(catalog, tier, gpu, models, overrides, "vllm_tier_resolve")
@@ -81,17 +64,17 @@ def vllm_tier_resolve(catalog, tier, gpu, models=None, overrides=None):
 
 def vllm_validate(data, schema_name):
     """``data | vllm_validate('inventory')``: returns data, or fails naming the field and the allowed values."""
-    return _validate.validate(_unwrap(data), schema_name, "vllm_validate")
+    return _validate.validate(plain(data), schema_name, "vllm_validate")
 
 
 def vllm_parse_nvidia_smi(output):
     """``nvidia_smi.stdout | vllm_parse_nvidia_smi``: GPU dicts from the --query-gpu CSV."""
-    return _smi.parse_gpus(_unwrap(output), "vllm_parse_nvidia_smi")
+    return _smi.parse_gpus(plain(output), "vllm_parse_nvidia_smi")
 
 
 def vllm_parse_compute_apps(output):
     """``apps.stdout | vllm_parse_compute_apps``: processes from --query-compute-apps."""
-    return _smi.parse_compute_apps(_unwrap(output), "vllm_parse_compute_apps")
+    return _smi.parse_compute_apps(plain(output), "vllm_parse_compute_apps")
 
 
 def vllm_gpu_preset(name, memory_total_mib=None, compute_capability=None):
@@ -113,12 +96,12 @@ def vllm_tier_names(_=None):
 
 def vllm_plan_table(resolved, summary=False):
     """``resolved | vllm_plan_table``: text lines of the budget table for one or more resolved tiers."""
-    return _tables.plan_table(_unwrap(resolved), bool(summary))
+    return _tables.plan_table(plain(resolved), bool(summary))
 
 
 def vllm_max_table(models=None, overrides=None):
     """``vllm_models | vllm_max_table(vllm_tier_overrides)``: what tier max runs on every GPU preset, as text lines."""
-    rows = _tiers.max_by_preset(_unwrap(models) or {}, _unwrap(overrides) or {}, filter_name="vllm_max_table")
+    rows = _tiers.max_by_preset(plain(models) or {}, plain(overrides) or {}, filter_name="vllm_max_table")
     return _tables.max_table(rows)
 
 
@@ -128,17 +111,17 @@ def vllm_engine_build(engine_catalog, version=None, driver_version=None):
     ``engine_catalog`` may be the loaded catalog/engine.yml or ``none`` to read the project's;
     ``version`` ``none`` means the catalog's default release. Refuses naming the driver needed.
     """
-    return _engine.engine_build(_unwrap(engine_catalog) or None, version, driver_version, "vllm_engine_build")
+    return _engine.engine_build(plain(engine_catalog) or None, version, driver_version, "vllm_engine_build")
 
 
 def vllm_gpu_for_plan(gpu, apps=None, own_process_regex=None):
     """``gpu | vllm_gpu_for_plan(apps)``: the GPU with memory held by running vLLM processes counted as free."""
-    return _smi.gpu_for_plan(_unwrap(gpu), _unwrap(apps) or [], own_process_regex or _smi.OWN_PROCESS_REGEX, "vllm_gpu_for_plan")
+    return _smi.gpu_for_plan(plain(gpu), plain(apps) or [], own_process_regex or _smi.OWN_PROCESS_REGEX, "vllm_gpu_for_plan")
 
 
 def vllm_select_gpu(gpus, index=0):
     """``gpus | vllm_select_gpu(index)``: the GPU with that nvidia-smi index; an error lists the valid ones."""
-    return _smi.select_gpu(_unwrap(gpus), index, "vllm_select_gpu")
+    return _smi.select_gpu(plain(gpus), index, "vllm_select_gpu")
 
 
 class FilterModule:
