@@ -23,21 +23,16 @@ import yaml
 
 from libra_planner import tiers as planner_tiers
 from libra_planner.errors import PlannerError
-from vllmkit import parse_env_file as _parse_env  # tests/conftest.py puts tests/vllm on sys.path
+# tests/conftest.py puts tests/vllm on sys.path; the shared render (rendered_stacks) uses these
+from vllmkit import CHECKED_PRESETS as PRESETS
+from vllmkit import MULTI, MULTI_CASES, TIERS
+from vllmkit import RENDER_API_KEY as API_KEY
+from vllmkit import RENDER_SECRET as SECRET
+from vllmkit import RENDER_WORKER_IMAGE as WORKER_IMAGE
+from vllmkit import parse_env_file as _parse_env
 
 REPO = Path(__file__).resolve().parents[2]
 DOUBLES = REPO / "tests" / "doubles"
-SECRET = "hf_render_test_token_7f3a"
-API_KEY = "sk-render-test-key-91b2"
-WORKER_IMAGE = "registry.example.com/ai-worker:1.0"  # what tests/vllm/vllmkit.py renders the multi-GPU cases with
-
-TIERS = ["dual", "single", "ultralight", "int2", "auto"]
-# GPU presets of catalog/gpus.yml (nvidia-smi memory.total of real cards, sources there) ...
-PRESETS = ["rtx2070", "rtx3060", "t4", "rtx4090"]
-# ... and a multi-GPU host replayed by the nvidia-smi double (tests/doubles/recordings, source
-# cited in the recording): GPU 1 of an RTX 2080 Ti 22 GB + TITAN RTX host.
-MULTI = "multi-2080ti22gb-titanrtx"
-MULTI_CASES = [("auto", 1), ("dual", 1), ("single", 0)]
 
 
 def _cases() -> list[dict]:
