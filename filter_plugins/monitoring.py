@@ -16,28 +16,34 @@ _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
-import libra_monitoring as _mon  # noqa: E402
-from libra_common import ansible_filter  # noqa: E402
+from libra_common import ansible_filter, lib_module  # noqa: E402
+
+
+def _mon():
+    """lib/libra_monitoring, imported when a filter first runs (see lib/libra_common.py)."""
+    return lib_module("libra_monitoring")
 
 
 def _wrap(func):
-    return ansible_filter(func, _mon.MonitoringError)
+    return ansible_filter(func, "libra_monitoring:MonitoringError")
 
 
-def vllm_monitoring_plan_rules(tier, gpu_index=0, gpu_margin_gib=_mon.DEFAULTS["gpu_margin_gib"]):
-    return _mon.plan_rules(tier, gpu_index, float(gpu_margin_gib))
+def vllm_monitoring_plan_rules(tier, gpu_index=0, gpu_margin_gib=None):
+    mon = _mon()
+    margin = mon.DEFAULTS["gpu_margin_gib"] if gpu_margin_gib is None else gpu_margin_gib
+    return mon.plan_rules(tier, gpu_index, float(margin))
 
 
 def vllm_monitoring_alert_rules(gpu_index=0, settings=None):
-    return _mon.alert_rules(gpu_index, settings)
+    return _mon().alert_rules(gpu_index, settings)
 
 
 def vllm_monitoring_dashboard(tier, gpu_index=0):
-    return _mon.dashboard(tier, gpu_index)
+    return _mon().dashboard(tier, gpu_index)
 
 
 def vllm_monitoring_targets(tier, container_port):
-    return _mon.scrape_targets(tier, int(container_port))
+    return _mon().scrape_targets(tier, int(container_port))
 
 
 class FilterModule:

@@ -9,22 +9,16 @@ from __future__ import annotations
 import os
 import sys
 
-from ansible.errors import AnsibleFilterError
-
 _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
-from libra_picture import PictureError, render_plan_svg  # noqa: E402
-from libra_common import plain as _plain  # noqa: E402
+from libra_common import ansible_filter, lib_module, plain as _plain  # noqa: E402
 
 
 def vllm_plan_svg(tier, gpu=None, title=None):
     """``resolved_tier | vllm_plan_svg(gpu=None, title=None)``: the SVG text of one resolved tier."""
-    try:
-        return render_plan_svg(_plain(tier), _plain(gpu) if gpu else None, title)
-    except PictureError as err:
-        raise AnsibleFilterError(str(err)) from err
+    return lib_module("libra_picture").render_plan_svg(tier, gpu or None, title)
 
 
 def vllm_plan_pictures(hostvars, hosts, fact="vllm_tier_resolved"):
@@ -34,6 +28,7 @@ def vllm_plan_pictures(hostvars, hosts, fact="vllm_tier_resolved"):
     ``svg`` its text; a tier that cannot be drawn (a plan without the planner's keys) gets
     ``file`` none and ``error`` saying which key is missing, so the report says so instead of failing.
     """
+    picture = lib_module("libra_picture")
     pictures = []
     for host in hosts or []:
         try:
@@ -43,12 +38,14 @@ def vllm_plan_pictures(hostvars, hosts, fact="vllm_tier_resolved"):
         if not tier:
             continue
         try:
-            pictures.append({"host": host, "file": f"plan-{host}.svg", "svg": render_plan_svg(_plain(tier)), "error": None})
-        except PictureError as err:
+            pictures.append({"host": host, "file": f"plan-{host}.svg", "svg": picture.render_plan_svg(_plain(tier)), "error": None})
+        except picture.PictureError as err:
             pictures.append({"host": host, "file": None, "svg": None, "error": str(err)})
     return pictures
 
 
 class FilterModule:
     def filters(self):
-        return {"vllm_plan_svg": vllm_plan_svg, "vllm_plan_pictures": vllm_plan_pictures}
+        # libra_picture is imported when a filter first runs (see lib/libra_common.py)
+        return {"vllm_plan_svg": ansible_filter(vllm_plan_svg, "libra_picture:PictureError"),
+                "vllm_plan_pictures": vllm_plan_pictures}

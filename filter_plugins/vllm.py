@@ -14,39 +14,31 @@ _LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 if _LIB not in sys.path:
     sys.path.insert(0, _LIB)
 
-from libra_planner import engine as _engine  # noqa: E402
-from libra_planner import errors as _errors  # noqa: E402
-from libra_planner import nvidia_smi as _smi  # noqa: E402
-from libra_planner import tables as _tables  # noqa: E402
-from libra_planner import tiers as _tiers  # noqa: E402
-from libra_planner import validate as _validate  # noqa: E402
-from libra_common import ansible_filter, plain  # noqa: E402
+from libra_common import ansible_filter, lib_module  # noqa: E402
+
+
+def _planner(name: str):
+    """A module of libra_planner, imported when a filter first runs (see lib/libra_common.py)."""
+    return lib_module(f"libra_planner.{name}")
 
 
 def _wrap(func):
-    # the filters hand their arguments to the planner through plain() themselves
-    return ansible_filter(func, _errors.PlannerError, plain_args=False)
+    return ansible_filter(func, "libra_planner.errors:PlannerError")
 
 
 def vllm_memory_plan(instance, gpu):
     """``instance | vllm_memory_plan(gpu)``: one instance alone on a GPU (DESIGN.md contract 4)."""
-    from libra_planner import plan_instance  # noqa: PLC0415
-
-    return plan_instance(plain(instance), plain(gpu), "vllm_memory_plan")
+    return _planner("memory").plan_instance(instance, gpu, "vllm_memory_plan")
 
 
 def vllm_multi_plan(instances, gpu):
     """``instances | vllm_multi_plan(gpu)``: instances started in order on one GPU."""
-    from libra_planner import plan_instances  # noqa: PLC0415
-
-    return plan_instances(plain(instances), plain(gpu), "vllm_multi_plan")
+    return _planner("multi").plan_instances(instances, gpu, "vllm_multi_plan")
 
 
 def vllm_solve_utilization(instances, gpu, min_concurrency=1, margin_gib=0.25):
     """``instances | vllm_solve_utilization(gpu, min_concurrency, margin_gib)``: a utilization per instance."""
-    from libra_planner import solve_utilization  # noqa: PLC0415
-
-    return solve_utilization(plain(instances), plain(gpu), int(min_concurrency), float(margin_gib), "vllm_solve_utilization")
+    return _planner("multi").solve_utilization(instances, gpu, int(min_concurrency), float(margin_gib), "vllm_solve_utilization")
 
 
 def vllm_tier_resolve(catalog, tier, gpu, models=None, overrides=None):
@@ -55,54 +47,54 @@ def vllm_tier_resolve(catalog, tier, gpu, models=None, overrides=None):
     ``catalog`` may be the loaded catalog/tiers.yml, or ``none``/empty to read it from the project;
     ``tier`` may be ``auto``, or ``all`` for a list of every tier (reports).
     """
-    catalog = plain(catalog) or None
-    gpu, models, overrides = plain(gpu), plain(models) or {}, plain(overrides) or {}
+    catalog, models, overrides = catalog or None, models or {}, overrides or {}
     if tier == "all":
-        return _tiers.resolve_all(catalog, gpu, models, overrides, "vllm_tier_resolve")
-    return _tiers.resolve_tier(catalog, tier, gpu, models, overrides, "vllm_tier_resolve")
+        return _planner("tiers").resolve_all(catalog, gpu, models, overrides, "vllm_tier_resolve")
+    return _planner("tiers").resolve_tier(catalog, tier, gpu, models, overrides, "vllm_tier_resolve")
 
 
 def vllm_validate(data, schema_name):
     """``data | vllm_validate('inventory')``: returns data, or fails naming the field and the allowed values."""
-    return _validate.validate(plain(data), schema_name, "vllm_validate")
+    return _planner("validate").validate(data, schema_name, "vllm_validate")
 
 
 def vllm_parse_nvidia_smi(output):
     """``nvidia_smi.stdout | vllm_parse_nvidia_smi``: GPU dicts from the --query-gpu CSV."""
-    return _smi.parse_gpus(plain(output), "vllm_parse_nvidia_smi")
+    return _planner("nvidia_smi").parse_gpus(output, "vllm_parse_nvidia_smi")
 
 
 def vllm_parse_compute_apps(output):
     """``apps.stdout | vllm_parse_compute_apps``: processes from --query-compute-apps."""
-    return _smi.parse_compute_apps(plain(output), "vllm_parse_compute_apps")
+    return _planner("nvidia_smi").parse_compute_apps(output, "vllm_parse_compute_apps")
 
 
 def vllm_gpu_preset(name, memory_total_mib=None, compute_capability=None):
     """``'rtx2070' | vllm_gpu_preset`` or ``none | vllm_gpu_preset(12288, '8.6')``: a GPU dict without nvidia-smi."""
     if name:
-        return _tiers.gpu_from_preset(name, "vllm_gpu_preset")
-    return _tiers.gpu_from_memory(memory_total_mib, compute_capability, filter_name="vllm_gpu_preset")
+        return _planner("tiers").gpu_from_preset(name, "vllm_gpu_preset")
+    return _planner("tiers").gpu_from_memory(memory_total_mib, compute_capability, filter_name="vllm_gpu_preset")
 
 
 def vllm_gpu_preset_names(_=None):
     """``none | vllm_gpu_preset_names``: the GPU preset names of catalog/gpus.yml, smallest card first."""
-    return [name for name, _gpu in sorted(_tiers.load_gpu_presets().items(), key=lambda item: item[1]["memory_total_mib"])]
+    return [name for name, _gpu in sorted(_planner("tiers").load_gpu_presets().items(), key=lambda item: item[1]["memory_total_mib"])]
 
 
 def vllm_tier_names(_=None):
     """``none | vllm_tier_names``: the tier names of catalog/tiers.yml (without auto and all)."""
-    return list(_tiers.tier_names(_tiers.load_tier_catalog()))
+    tiers = _planner("tiers")
+    return list(tiers.tier_names(tiers.load_tier_catalog()))
 
 
 def vllm_plan_table(resolved, summary=False):
     """``resolved | vllm_plan_table``: text lines of the budget table for one or more resolved tiers."""
-    return _tables.plan_table(plain(resolved), bool(summary))
+    return _planner("tables").plan_table(resolved, bool(summary))
 
 
 def vllm_max_table(models=None, overrides=None):
     """``vllm_models | vllm_max_table(vllm_tier_overrides)``: what tier max runs on every GPU preset, as text lines."""
-    rows = _tiers.max_by_preset(plain(models) or {}, plain(overrides) or {}, filter_name="vllm_max_table")
-    return _tables.max_table(rows)
+    rows = _planner("tiers").max_by_preset(models or {}, overrides or {}, filter_name="vllm_max_table")
+    return _planner("tables").max_table(rows)
 
 
 def vllm_engine_build(engine_catalog, version=None, driver_version=None):
@@ -111,17 +103,18 @@ def vllm_engine_build(engine_catalog, version=None, driver_version=None):
     ``engine_catalog`` may be the loaded catalog/engine.yml or ``none`` to read the project's;
     ``version`` ``none`` means the catalog's default release. Refuses naming the driver needed.
     """
-    return _engine.engine_build(plain(engine_catalog) or None, version, driver_version, "vllm_engine_build")
+    return _planner("engine").engine_build(engine_catalog or None, version, driver_version, "vllm_engine_build")
 
 
 def vllm_gpu_for_plan(gpu, apps=None, own_process_regex=None):
     """``gpu | vllm_gpu_for_plan(apps)``: the GPU with memory held by running vLLM processes counted as free."""
-    return _smi.gpu_for_plan(plain(gpu), plain(apps) or [], own_process_regex or _smi.OWN_PROCESS_REGEX, "vllm_gpu_for_plan")
+    smi = _planner("nvidia_smi")
+    return smi.gpu_for_plan(gpu, apps or [], own_process_regex or smi.OWN_PROCESS_REGEX, "vllm_gpu_for_plan")
 
 
 def vllm_select_gpu(gpus, index=0):
     """``gpus | vllm_select_gpu(index)``: the GPU with that nvidia-smi index; an error lists the valid ones."""
-    return _smi.select_gpu(plain(gpus), index, "vllm_select_gpu")
+    return _planner("nvidia_smi").select_gpu(gpus, index, "vllm_select_gpu")
 
 
 class FilterModule:

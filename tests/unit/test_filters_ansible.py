@@ -98,3 +98,28 @@ def test_filters_through_ansible(tmp_path):
     assert any(line.startswith("== tier single on NVIDIA GeForce RTX 3060") for line in out["table"])
     assert "vllm_tier_resolve: field 'vllm_tier_overrides.single.max_model_length'" in out["error"]
     assert "did you mean 'max_model_len'" in out["error"]
+
+
+# What loading a filter plugin file may import: Ansible loads every plugin file in each worker
+# process that templates a filter (nearly every task), so lib/'s heavy packages wait until a
+# filter runs. Measured: libra_planner (jsonschema with it) took ~0.14 s per load, a third of
+# the controller's CPU in a one-host provisioning run.
+_LOAD_PROBE = """
+import glob, importlib.util, json, sys
+import ansible.plugins.filter.core  # what a worker already has
+before = set(sys.modules)
+for path in sorted(glob.glob(sys.argv[1] + '/*.py')):
+    spec = importlib.util.spec_from_file_location('probe_' + path.rsplit('/', 1)[1][:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.FilterModule().filters()
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_loading_the_filter_plugins_imports_nothing_heavy():
+    proc = subprocess.run([sys.executable, "-c", _LOAD_PROBE, os.path.join(ROOT, "filter_plugins")],
+                          capture_output=True, text=True, check=True)
+    loaded = json.loads(proc.stdout)
+    heavy = [name for name in loaded if name.split(".")[0] in ("libra_planner", "libra_picture", "libra_monitoring", "jsonschema", "referencing", "yaml")]
+    assert heavy == [], heavy
