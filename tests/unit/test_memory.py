@@ -37,23 +37,26 @@ def test_weights_match_logged_model_loading(source, model, dtype, observed_gib):
 # ---------------------------------------------------------------- KV cache against the logs
 
 KV_CASES = [
-    # (source, instance, gpu, observed KV GiB)
+    # (source, instance, gpu, observed KV GiB); each row planned with its own release (V0 rows
+    # before v0.21: 0.11.0's facts, CUDA graphs and the smaller non-torch memory of that era)
     (
         "csv row 22: Qwen2.5-7B bf16, V0, util 0.90, len 8192, 16 seqs",
         {"model": "Qwen/Qwen2.5-7B-Instruct", "gpu_memory_utilization": 0.9, "max_model_len": 8192,
-         "max_num_seqs": 16, "engine": "v0"},
+         "max_num_seqs": 16, "engine": "v0", "vllm_version": "0.6.6"},
         RTX_3090,
         5.77,
     ),
     (
         "csv row 16: Qwen2.5-0.5B fp16, V0, util 0.90, len 32768",
-        {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.9, "max_model_len": 32768, "engine": "v0"},
+        {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.9, "max_model_len": 32768, "engine": "v0",
+         "vllm_version": "0.6.6"},
         T4,
         10.63,
     ),
     (
         "csv row 14: Qwen2.5-1.5B fp16, V0, util 0.50, len 32768",
-        {"model": "Qwen/Qwen2.5-1.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 32768, "engine": "v0"},
+        {"model": "Qwen/Qwen2.5-1.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 32768, "engine": "v0",
+         "vllm_version": "0.7.2"},
         T4,
         2.36,
     ),
