@@ -52,6 +52,7 @@ MODEL_MAP = [
     ("unsloth/meta-llama-3.1-8b-instruct-bnb-4bit", "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit"),
     ("qwen/qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
     ("qwen/qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
+    ("qwen/qwen2.5-3b-instruct-awq", "Qwen/Qwen2.5-3B-Instruct-AWQ"),
     ("qwen/qwen2.5-3b-instruct", "Qwen/Qwen2.5-3B-Instruct"),
     # AWQ checkpoints before their 16-bit names, which are prefixes of theirs
     ("qwen/qwen2.5-7b-instruct-awq", "Qwen/Qwen2.5-7B-Instruct-AWQ"),
@@ -67,7 +68,7 @@ MODEL_MAP = [
 # Compute capability by GPU name (NVIDIA's CUDA GPU list, developer.nvidia.com/cuda-gpus).
 # It decides dtype (bf16 needs >= 8.0) and quantized kernels; unnamed GPUs that logged
 # bfloat16 or FlashAttention are >= 8.0.
-CC_BY_NAME = [("t4", "7.5"), ("2070", "7.5"), ("turing", "7.5"), ("3090", "8.6"), ("4060", "8.9"), ("4090", "8.9"), ("l4", "8.9"),
+CC_BY_NAME = [("t4", "7.5"), ("2070", "7.5"), ("turing", "7.5"), ("3090", "8.6"), ("4050", "8.9"), ("4060", "8.9"), ("4090", "8.9"), ("l4", "8.9"),
               ("a100", "8.0"), ("h100", "9.0")]
 
 
