@@ -33,8 +33,7 @@ lint: setup
 	$(BIN)/yamllint --strict .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint
 
-# Two pytest runs side by side, split by folder (tests/lanes.py); each prints its slowest tests.
 pytest: setup test-deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python tests/lanes.py -p no:cacheprovider --durations=25
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -p no:cacheprovider --durations=40 tests
 
 test: setup test-deps lint pytest
