@@ -81,11 +81,13 @@ STANDIN_VARS = {
     "vllm_stack_prometheus_image": "libra-test/prometheus-standin:test",
     "vllm_stack_grafana_image": "libra-test/grafana-standin:test",
     "vllm_verify_cuda_image": "libra-test/cuda-standin:test",
-    "vllm_stack_healthcheck_interval": "2s",
+    # Each check is a `docker exec` of Python in the container: every 2 s, the fleet's dozen
+    # containers kept a core busy for the whole module.
+    "vllm_stack_healthcheck_interval": "5s",
     "vllm_stack_healthcheck_timeout": "5s",
     "vllm_stack_healthcheck_retries": 3,
     # The stand-in answers /health within a second or two of its start; a failing one is then
-    # unhealthy after 10 s + 3 x 2 s instead of the production default's minutes.
+    # unhealthy after 10 s + 3 x 5 s instead of the production default's minutes.
     "vllm_stack_healthcheck_start_period": "10s",
     "vllm_stack_wait_timeout": 90,
     # The rollback's probe of the previous stack: 12 x 2 s (default 24 x 5 s) is ample here.
