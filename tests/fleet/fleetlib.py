@@ -81,8 +81,8 @@ STANDIN_VARS = {
     "vllm_stack_prometheus_image": "libra-test/prometheus-standin:test",
     "vllm_stack_grafana_image": "libra-test/grafana-standin:test",
     "vllm_verify_cuda_image": "libra-test/cuda-standin:test",
-    # Each check is a `docker exec` of Python in the container: every 2 s, the fleet's dozen
-    # containers kept a core busy for the whole module.
+    # Each check is a `docker exec` of Python in the container: at 2 s, the fleet's dozen
+    # containers meant six of those a second for the whole module.
     "vllm_stack_healthcheck_interval": "5s",
     "vllm_stack_healthcheck_timeout": "5s",
     "vllm_stack_healthcheck_retries": 3,
