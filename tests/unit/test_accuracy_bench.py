@@ -13,11 +13,13 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 DATA = os.path.join(REPO_ROOT, "data", "vllm_startup_observations.csv")
 
 
-def _bench() -> subprocess.CompletedProcess:
+@pytest.fixture(scope="module")
+def bench_out() -> str:
+    """What bench/accuracy.py prints over the repository's rows (run once for the module)."""
     return subprocess.run(
         [sys.executable, os.path.join(REPO_ROOT, "bench", "accuracy.py"), "--data", DATA],
         capture_output=True, text=True, timeout=300, check=False,
-    )
+    ).stdout
 
 
 def _summary_lines(stdout: str, release: str) -> list[str]:
@@ -25,8 +27,8 @@ def _summary_lines(stdout: str, release: str) -> list[str]:
     return [line for line in stdout.splitlines() if line.startswith(f"{release} ")]
 
 
-def test_accuracy_benchmark_meets_targets_for_the_0_11_physics():
-    out = _bench().stdout
+def test_accuracy_benchmark_meets_targets_for_the_0_11_physics(bench_out):
+    out = bench_out
     lines = _summary_lines(out, "0.11.0")
     assert len(lines) == 3, out
     assert all(line.endswith(": met") for line in lines if "verdict" not in line), lines
@@ -35,9 +37,9 @@ def test_accuracy_benchmark_meets_targets_for_the_0_11_physics():
     assert right == total and int(total) > 0, verdict
 
 
-def test_no_row_is_planned_to_fit_where_vllm_failed():
+def test_no_row_is_planned_to_fit_where_vllm_failed(bench_out):
     """Whatever the KV accuracy, the verdict never says "fits" on a row whose start failed."""
-    out = _bench().stdout
+    out = bench_out
     rows = [line for line in out.splitlines() if line[:4].strip().isdigit()]
     judged = [line for line in rows if "fits/fits" in line or "fit/no-fit" in line]
     assert len(judged) >= 20, out
@@ -50,8 +52,8 @@ def test_no_row_is_planned_to_fit_where_vllm_failed():
     "known miss, reported by the benchmark: on vLLM 0.27-0.29 logs the KV cache swings by about 1 GiB with the "
     "torch.compile cache (warm rows 48 and 49 get more than planned, the cold row 52 less), which the current "
     "era's activation model does not track; see bench/README.md"))
-def test_accuracy_benchmark_meets_targets_for_the_current_physics():
-    out = _bench().stdout
+def test_accuracy_benchmark_meets_targets_for_the_current_physics(bench_out):
+    out = bench_out
     lines = [line for line in _summary_lines(out, "0.32.0") if "verdict" not in line]
     assert lines and all(line.endswith(": met") for line in lines), lines
 
