@@ -28,6 +28,8 @@ _FILTERS = {
     # roles/vllm_stack
     "vllm_stack_instances_env": _stack.instances_env,
     "vllm_stack_service_urls": _stack.service_urls,
+    "vllm_stack_stage_entries": _stack.stage_entries,
+    "vllm_stack_install_entries": _stack.install_entries,
     "vllm_stack_replaced_files": _stack.replaced_files,
     "vllm_stack_backup_files": _stack.backup_files,
     "vllm_stack_env_changes": _stack.env_changes,

@@ -56,39 +56,73 @@ def instances_env(instances: Sequence[Mapping[str, Any]], container_port: int) -
     return env
 
 
-def replaced_files(installed: Sequence[Mapping[str, Any]], staged: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Names of the installed files the staged ones differ from.
+def staged_name(name: str) -> str:
+    """The file name in the staging directory of an installed file (subfolders flattened)."""
+    return name.replace("/", "__")
 
-    ``installed``: the stat results of the installed files (``item.name``, ``stat.exists``,
-    ``stat.checksum``); ``staged``: the template results of the staged files, same order
-    (``checksum``). A file not installed yet is not "replaced".
-    """
+
+def stage_entries(files: Sequence[Mapping[str, Any]], contents: Sequence[str], dest_dir: str,
+                  installed_dir: str | None, secret: bool, flatten: bool = True) -> list[dict]:
+    """The ``vllm_stack_files`` entries that write the role's files: ``files`` is the role's list
+    (``name``, ``mode`` (default 0644), ``secret``), ``contents`` their rendered templates in the
+    same order. Only the files whose ``secret`` equals ``secret`` (the secret ones go to
+    ``secret_files``, whose content is never logged). Each lands in ``dest_dir`` under its name,
+    flattened for the staging directory when ``flatten``; with ``installed_dir``, each entry
+    compares itself with the installed file."""
+    if len(files) != len(contents):
+        raise ValueError(f"{len(files)} files but {len(contents)} rendered contents")
     out = []
-    for have, new in zip(installed, staged):
-        stat = have.get("stat") or {}
-        if stat.get("exists") and stat.get("checksum") != (new.get("checksum") or ""):
-            out.append(have["item"]["name"])
+    for f, text in zip(files, contents):
+        if bool(f.get("secret")) != bool(secret):
+            continue
+        entry = {"name": f["name"], "path": f"{dest_dir}/{staged_name(f['name']) if flatten else f['name']}",
+                 "mode": f.get("mode", "0644"), "content": text}
+        if installed_dir:
+            entry["compare"] = f"{installed_dir}/{f['name']}"
+        out.append(entry)
     return out
 
 
-def backup_files(installed: Sequence[Mapping[str, Any]], replaced: Sequence[str], old_compose: Sequence[str],
+def _compare(entry: Mapping[str, Any]) -> Mapping[str, Any]:
+    return entry.get("compare") or {}
+
+
+def replaced_files(staged: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the installed files the staged ones differ from.
+
+    ``staged``: the ``files`` result of staging (``name``, ``checksum`` of the staged content,
+    ``compare.exists`` and ``compare.checksum`` of the installed file). A file not installed yet
+    is not "replaced".
+    """
+    return [s["name"] for s in staged if _compare(s).get("exists") and _compare(s).get("checksum") != s.get("checksum")]
+
+
+def backup_files(staged: Sequence[Mapping[str, Any]], replaced: Sequence[str], old_compose: Sequence[str],
                  compose_file: str) -> list[str]:
     """The files to keep as ``.prev``.
 
     The compose file and .env are backed up as a pair whenever either changes or the other stack
     kind's compose file is being replaced, so that a rollback restores a matching pair; other
-    replaced files (monitoring config) alone. ``installed`` is ordered as the role's file list:
-    the compose file first, .env second.
+    replaced files (monitoring config) alone. ``staged`` as for ``replaced_files``.
     """
-    exists = [bool((r.get("stat") or {}).get("exists")) for r in installed]
+    exists = {s["name"]: bool(_compare(s).get("exists")) for s in staged}
     out: list[str] = []
     if old_compose or compose_file in replaced or ".env" in replaced:
         out.extend(old_compose)
-        if exists and exists[0]:
-            out.append(compose_file)
-        if len(exists) > 1 and exists[1]:
-            out.append(".env")
+        out.extend(name for name in (compose_file, ".env") if exists.get(name))
     out.extend(name for name in replaced if name not in (compose_file, ".env"))
+    return out
+
+
+def install_entries(files: Sequence[Mapping[str, Any]], backups: Sequence[str], staging_dir: str,
+                    installed_dir: str) -> list[dict]:
+    """The ``vllm_stack_files`` entries that install the staged files, in order: first each file
+    of ``backups`` copied to ``<name>.prev`` (.env stays 0600), then each staged file copied into
+    place. .env is marked secret, so that no diff shows it."""
+    out = [{"path": f"{installed_dir}/{name}.prev", "src": f"{installed_dir}/{name}",
+            "mode": "0600" if name == ".env" else "0644", "secret": name == ".env"} for name in backups]
+    out += [{"name": f["name"], "path": f"{installed_dir}/{f['name']}", "src": f"{staging_dir}/{staged_name(f['name'])}",
+             "mode": f["mode"], "secret": bool(f.get("secret"))} for f in files]
     return out
 
 

@@ -60,22 +60,22 @@ def test_service_urls():
     assert stack.service_urls(TWO, 8000) == ["http://vllm-small:8000/v1", "http://vllm-large:8000/v1"]
 
 
-def _stat(name, exists, checksum=None):
-    return {"item": {"name": name}, "stat": {"exists": exists, **({"checksum": checksum} if checksum else {})}}
+def _staged(name, exists, installed=None, checksum="new"):
+    """One file of the staging module's result: the staged checksum and the installed file's."""
+    return {"name": name, "checksum": checksum,
+            "compare": {"exists": exists, "checksum": installed or ""}}
 
 
-@pytest.mark.parametrize("installed,staged,expected", [
+@pytest.mark.parametrize("staged,expected", [
     # first install: nothing replaced
-    ([_stat("c.yml", False), _stat(".env", False)], [{"checksum": "1"}, {"checksum": "2"}], []),
+    ([_staged("c.yml", False, checksum="1"), _staged(".env", False, checksum="2")], []),
     # same content: nothing replaced
-    ([_stat("c.yml", True, "1"), _stat(".env", True, "2")], [{"checksum": "1"}, {"checksum": "2"}], []),
+    ([_staged("c.yml", True, "1", "1"), _staged(".env", True, "2", "2")], []),
     # .env changed only
-    ([_stat("c.yml", True, "1"), _stat(".env", True, "x")], [{"checksum": "1"}, {"checksum": "2"}], [".env"]),
-    # staging skipped in check mode (no checksum): an installed file counts as replaced
-    ([_stat("p.yml", True, "1")], [{}], ["p.yml"]),
+    ([_staged("c.yml", True, "1", "1"), _staged(".env", True, "x", "2")], [".env"]),
 ])
-def test_replaced_files(installed, staged, expected):
-    assert stack.replaced_files(installed, staged) == expected
+def test_replaced_files(staged, expected):
+    assert stack.replaced_files(staged) == expected
 
 
 @pytest.mark.parametrize("exists,replaced,old,expected", [
@@ -89,8 +89,35 @@ def test_replaced_files(installed, staged, expected):
     ([True, True, True], [], [], []),
 ])
 def test_backup_files(exists, replaced, old, expected):
-    installed = [_stat(n, e) for n, e in zip(["c.yml", ".env", "prometheus/prometheus.yml"], exists)]
-    assert stack.backup_files(installed, replaced, old, "c.yml") == expected
+    staged = [_staged(n, e) for n, e in zip(["c.yml", ".env", "prometheus/prometheus.yml"], exists)]
+    assert stack.backup_files(staged, replaced, old, "c.yml") == expected
+
+
+FILES = [{"name": "c.yml", "mode": "0644", "secret": False}, {"name": ".env", "mode": "0600", "secret": True},
+         {"name": "prometheus/prometheus.yml", "mode": "0644", "secret": False}]
+
+
+def test_stage_entries_split_secrets_and_flatten_names():
+    plain = stack.stage_entries(FILES, ["C", "E", "P"], "/s/.staging", "/s", False)
+    assert plain == [
+        {"name": "c.yml", "path": "/s/.staging/c.yml", "mode": "0644", "content": "C", "compare": "/s/c.yml"},
+        {"name": "prometheus/prometheus.yml", "path": "/s/.staging/prometheus__prometheus.yml", "mode": "0644",
+         "content": "P", "compare": "/s/prometheus/prometheus.yml"}]
+    assert [e["content"] for e in stack.stage_entries(FILES, ["C", "E", "P"], "/s/.staging", "/s", True)] == ["E"]
+    direct = stack.stage_entries([{"name": "a/b.yml"}], ["X"], "/s", None, False, flatten=False)
+    assert direct == [{"name": "a/b.yml", "path": "/s/a/b.yml", "mode": "0644", "content": "X"}]
+    with pytest.raises(ValueError, match="3 files but 2 rendered"):
+        stack.stage_entries(FILES, ["C", "E"], "/s/.staging", "/s", False)
+
+
+def test_install_entries_back_up_first_and_keep_env_secret():
+    entries = stack.install_entries(FILES, ["c.yml", ".env"], "/s/.staging", "/s")
+    assert [(e["path"], e["src"]) for e in entries] == [
+        ("/s/c.yml.prev", "/s/c.yml"), ("/s/.env.prev", "/s/.env"),
+        ("/s/c.yml", "/s/.staging/c.yml"), ("/s/.env", "/s/.staging/.env"),
+        ("/s/prometheus/prometheus.yml", "/s/.staging/prometheus__prometheus.yml")]
+    assert [e["mode"] for e in entries] == ["0644", "0600", "0644", "0600", "0644"]
+    assert [e["path"] for e in entries if e["secret"]] == ["/s/.env.prev", "/s/.env"]
 
 
 def test_env_changes_leave_secrets_out():
