@@ -43,6 +43,7 @@ _FILTERS = {
     "rollout_snapshot": _rollout.snapshot,
     "rollout_found_checksum": _rollout.found_checksum,
     "rollout_batch_gate": _rollout.batch_gate,
+    "rollout_report_files": _rollout.report_files,
 }
 
 

@@ -53,3 +53,15 @@ def batch_gate(records: Sequence[Mapping[str, Any] | None], max_fail_percentage:
         return {"batch": 0, "failed": 0, "tripped": False}
     failed = sum(1 for r in records if not isinstance(r, Mapping) or r.get("result") != "deployed")
     return {"batch": size, "failed": failed, "tripped": failed / size > float(max_fail_percentage) / 100}
+
+
+def report_files(report_dir: str, name: str, json_text: str, markdown: str,
+                 pictures: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The files of one report write, as entries of the stack's files module: ``<name>.json``,
+    ``<name>.md`` and each host's picture that has a file name (``file``, ``svg``). The JSON
+    text gets a final newline when it has none."""
+    json_text = json_text if json_text.endswith("\n") else json_text + "\n"
+    out = [{"path": f"{report_dir}/{name}.json", "mode": "0644", "content": json_text},
+           {"path": f"{report_dir}/{name}.md", "mode": "0644", "content": markdown}]
+    out += [{"path": f"{report_dir}/{p['file']}", "mode": "0644", "content": p["svg"]} for p in pictures if p.get("file")]
+    return out

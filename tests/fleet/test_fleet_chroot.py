@@ -90,7 +90,8 @@ def fleet(tmp_path_factory):
     try:
         for name, (gpu, _) in FLEET.items():
             hostctl.down(PREFIX + name)  # a clean host even after an interrupted run
-            roots[name] = hostctl.up(PREFIX + name, gpu)
+            # the host without a GPU stops in preflight, before anything calls Docker
+            roots[name] = hostctl.up(PREFIX + name, gpu, engine=gpu is not None)
         seed_hf_cache(roots.values())
         knob_dir(roots[ROLLBACK_HOST]).mkdir(parents=True, exist_ok=True)
         (knob_dir(roots[ROLLBACK_HOST]) / "fail-health").write_text(LARGE_MODEL + "\n")
@@ -240,7 +241,10 @@ def test_too_many_failures_in_a_batch_stop_the_rollout(fleet, first_rollout):
         for knob in knobs:
             knob.parent.mkdir(parents=True, exist_ok=True)  # only fleet-07's knob folder exists yet
             knob.touch()
-        run = fleet("-e", json.dumps(change), *SERIAL, limit="fleet-01,fleet-02,fleet-03,fleet-04,localhost")  # localhost: the closing report play
+        # The rollback of fleet-02 and fleet-03 cannot pass (their knob stays): its probe of the
+        # previous stack is held to 3 x 2 s here instead of the fleet's 12 x 2 s.
+        run = fleet("-e", json.dumps(change), *SERIAL, "-e", json.dumps({"rollout_rollback_health_retries": 3}),
+                    limit="fleet-01,fleet-02,fleet-03,fleet-04,localhost")  # localhost: the closing report play
     finally:
         for knob in knobs:
             knob.unlink(missing_ok=True)

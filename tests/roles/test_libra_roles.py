@@ -305,3 +305,11 @@ def test_tree_digest_changes_with_content(tmp_path):
     assert rollout.tree_digest([str(tmp_path / "a")]) != first
     with pytest.raises(FileNotFoundError):
         rollout.tree_digest([str(tmp_path / "missing")])
+
+
+def test_report_files_json_markdown_and_the_pictures_that_have_a_file():
+    pictures = [{"host": "a", "file": "plan-a.svg", "svg": "<svg/>"}, {"host": "b", "file": None, "svg": ""}]
+    assert rollout.report_files("/r", "rollout", "{}", "# md\n", pictures) == [
+        {"path": "/r/rollout.json", "mode": "0644", "content": "{}\n"},
+        {"path": "/r/rollout.md", "mode": "0644", "content": "# md\n"},
+        {"path": "/r/plan-a.svg", "mode": "0644", "content": "<svg/>"}]

@@ -99,3 +99,14 @@ def test_copies_from_the_host_and_names_a_missing_source(tmp_path):
     missing = _module({"files": [{"path": str(tmp_path / "x"), "src": str(tmp_path / "nowhere"), "mode": "0644"}]})
     assert missing.get("failed") and str(tmp_path / "nowhere") in missing["msg"]
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving the file another owner needs root (make test runs as root)")
+def test_without_owner_and_group_an_existing_file_keeps_its_own(tmp_path):
+    target = tmp_path / "report.json"
+    target.write_text("{}\n")
+    os.chown(target, 4321, 4321)
+    os.chmod(target, 0o644)
+    result = _module({"files": [{"path": str(target), "mode": "0644", "content": "{}\n"}]})
+    assert result["changed"] is False
+    assert (target.stat().st_uid, target.stat().st_gid) == (4321, 4321)

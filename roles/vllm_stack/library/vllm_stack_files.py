@@ -39,13 +39,11 @@ options:
     elements: dict
     default: []
   owner:
-    description: Owner of every directory and file.
+    description: Owner of every directory and file; unset, new ones belong to the user running the module and existing ones keep theirs.
     type: str
-    default: root
   group:
-    description: Group of every directory and file.
+    description: Group of every directory and file; unset, as for O(owner).
     type: str
-    default: root
 author: libra
 """
 
@@ -105,25 +103,27 @@ def _read(path: str) -> bytes | None:
 
 
 def _ids(module: AnsibleModule) -> tuple[int, int]:
+    """uid and gid of O(owner) and O(group); -1 (leave as is, os.chown's convention) when unset."""
     import grp
     import pwd
 
     owner, group = module.params["owner"], module.params["group"]
     try:
-        uid = int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
-        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        uid = -1 if owner is None else int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+        gid = -1 if group is None else int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
     except KeyError as exc:
         module.fail_json(msg=f"no such owner or group on the host: {exc}")
     return uid, gid
 
 
 def _attrs_differ(path: str, mode: int, uid: int, gid: int) -> bool:
-    """Whether an existing path's mode, owner or group differ (a missing path does not)."""
+    """Whether an existing path's mode, owner or group differ (a missing path does not; an
+    owner or group of -1 is not compared)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return False
-    return (st.st_mode & 0o7777) != mode or st.st_uid != uid or st.st_gid != gid
+    return (st.st_mode & 0o7777) != mode or uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid)
 
 
 def _mode(module: AnsibleModule, entry: dict) -> int:
@@ -201,8 +201,8 @@ def main() -> None:
                                         "mode": {"type": "str", "required": True}}},
             "files": {"type": "list", "elements": "dict", "default": [], "options": _FILE_SPEC},
             "secret_files": {"type": "list", "elements": "dict", "default": [], "options": _SECRET_SPEC},
-            "owner": {"type": "str", "default": "root"},
-            "group": {"type": "str", "default": "root"},
+            "owner": {"type": "str"},
+            "group": {"type": "str"},
         },
         supports_check_mode=True,
     )

@@ -1,0 +1,1 @@
+../../roles/vllm_stack/library/vllm_stack_files.py
