@@ -109,8 +109,7 @@ def fleet(tmp_path_factory):
         rollout.reports = reports
         yield rollout
     finally:
-        for name in FLEET:
-            hostctl.down(PREFIX + name)
+        hostctl.down_many([PREFIX + name for name in FLEET])
 
 
 def _stack_files(root: Path) -> dict[str, str]:
