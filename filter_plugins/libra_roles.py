@@ -30,6 +30,7 @@ _FILTERS = {
     "vllm_stack_service_urls": _stack.service_urls,
     "vllm_stack_stage_entries": _stack.stage_entries,
     "vllm_stack_install_entries": _stack.install_entries,
+    "vllm_stack_missing_images": _stack.missing_images,
     "vllm_stack_replaced_files": _stack.replaced_files,
     "vllm_stack_backup_files": _stack.backup_files,
     "vllm_stack_env_changes": _stack.env_changes,

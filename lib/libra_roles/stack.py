@@ -126,6 +126,28 @@ def install_entries(files: Sequence[Mapping[str, Any]], backups: Sequence[str], 
     return out
 
 
+def _reference_spellings(image: str) -> set[str]:
+    """How Docker may spell ``image`` back: as given, with the implicit ``:latest`` tag, and
+    with the implicit ``docker.io/`` (``docker.io/library/`` for an official image) prefix."""
+    names = {image}
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        names.add(image + ":latest")
+    first = image.split("/", 1)[0]
+    if "/" not in image or (not any(c in first for c in ".:") and first != "localhost"):
+        prefix = "docker.io/" if "/" in image else "docker.io/library/"
+        names |= {prefix + n for n in names}
+    return names
+
+
+def missing_images(images: Sequence[str], stderr_lines: Sequence[str]) -> list[str]:
+    """The images of ``images`` that one ``docker image inspect`` of them all reported missing
+    ("No such image: <reference>" per missing one, the reference as given or as the daemon
+    normalised it), in the order of ``images``."""
+    reported = {line.split("No such image:", 1)[1].strip() for line in stderr_lines if "No such image:" in line}
+    return [image for image in images if _reference_spellings(image) & reported]
+
+
 def parse_env(text: str, leave_out: Sequence[str] = ()) -> dict[str, str]:
     """``NAME=value`` lines of a .env file (comments and blank lines skipped), minus ``leave_out``."""
     out = {}

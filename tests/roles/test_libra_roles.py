@@ -313,3 +313,20 @@ def test_report_files_json_markdown_and_the_pictures_that_have_a_file():
         {"path": "/r/rollout.json", "mode": "0644", "content": "{}\n"},
         {"path": "/r/rollout.md", "mode": "0644", "content": "# md\n"},
         {"path": "/r/plan-a.svg", "mode": "0644", "content": "<svg/>"}]
+
+
+@pytest.mark.parametrize("stderr,expected", [
+    # as given (Docker 20.10's CLI)
+    (["Error: No such image: libra/worker:1.0"], ["libra/worker:1.0"]),
+    # spelled back with the implicit tag and registry (the daemon's normalised reference)
+    (["Error response from daemon: No such image: docker.io/libra/worker:latest"], ["libra/worker"]),
+    (["Error: No such image: docker.io/library/redis:latest"], ["redis"]),
+    # a registry host is not prefixed; another tag of the same repository is another image
+    (["Error: No such image: registry.example.com/ai-worker:2.0"], []),
+    (["Error: No such image: registry.example.com/ai-worker:1.0"], ["registry.example.com/ai-worker:1.0"]),
+    # all present: nothing reported
+    ([], []),
+])
+def test_missing_images(stderr, expected):
+    images = ["vllm/vllm-openai:v0.33.0", "libra/worker:1.0", "libra/worker", "redis", "registry.example.com/ai-worker:1.0"]
+    assert stack.missing_images(images, stderr) == expected
