@@ -217,6 +217,9 @@ def test_failed_health_gate_rolls_back_and_others_go_on(fleet, first_rollout):
     report, markdown = read_report(fleet.reports)
     expected = {h: "deployed" for h in GPU_HOSTS} | {NO_GPU: "failed_preflight", ROLLBACK_HOST: "rolled_back"}
     assert results(report) == expected, tail(run, 150)
+    # the failed deploy's pending handlers are void after the rollback: no health wait on the
+    # failed stack's ports (gone with it) that would fail the host after vllm_stack_wait_timeout
+    assert run.recap[ROLLBACK_HOST]["failed"] == 0, tail(run, 150)
     # the previous (single, lite) stack is back and healthy
     assert _env(root) == env_before
     assert (root / "opt/libra/docker-compose.vllm-lite.yml").exists()
