@@ -115,12 +115,17 @@ def backup_files(staged: Sequence[Mapping[str, Any]], replaced: Sequence[str], o
 
 
 def install_entries(files: Sequence[Mapping[str, Any]], backups: Sequence[str], staging_dir: str,
-                    installed_dir: str) -> list[dict]:
-    """The ``vllm_stack_files`` entries that install the staged files, in order: first each file
-    of ``backups`` copied to ``<name>.prev`` (.env stays 0600), then each staged file copied into
-    place. .env is marked secret, so that no diff shows it."""
-    out = [{"path": f"{installed_dir}/{name}.prev", "src": f"{installed_dir}/{name}",
-            "mode": "0600" if name == ".env" else "0644", "secret": name == ".env"} for name in backups]
+                    installed_dir: str, marker: str | None = None, backed_up_compose: str | None = None) -> list[dict]:
+    """The ``vllm_stack_files`` entries that install the staged files, in order: the ``marker``
+    file naming ``backed_up_compose`` when that compose file is backed up (the compose file the
+    ``.prev`` backups belong to), then each file of ``backups`` copied to ``<name>.prev`` (.env
+    stays 0600), then each staged file copied into place. .env is marked secret, so that no diff
+    shows it."""
+    out = []
+    if marker and backed_up_compose in backups:
+        out.append({"path": marker, "mode": "0644", "content": f"{backed_up_compose}\n"})
+    out += [{"path": f"{installed_dir}/{name}.prev", "src": f"{installed_dir}/{name}",
+             "mode": "0600" if name == ".env" else "0644", "secret": name == ".env"} for name in backups]
     out += [{"name": f["name"], "path": f"{installed_dir}/{f['name']}", "src": f"{staging_dir}/{staged_name(f['name'])}",
              "mode": f["mode"], "secret": bool(f.get("secret"))} for f in files]
     return out

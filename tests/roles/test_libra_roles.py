@@ -120,6 +120,14 @@ def test_install_entries_back_up_first_and_keep_env_secret():
     assert [e["path"] for e in entries if e["secret"]] == ["/s/.env.prev", "/s/.env"]
 
 
+def test_install_entries_name_the_backed_up_compose_file_first():
+    marked = stack.install_entries(FILES, ["c.yml", ".env"], "/s/.staging", "/s", "/s/.previous-compose", "c.yml")
+    assert marked[0] == {"path": "/s/.previous-compose", "mode": "0644", "content": "c.yml\n"}
+    assert marked[1:] == stack.install_entries(FILES, ["c.yml", ".env"], "/s/.staging", "/s")
+    # a compose file that is not backed up (new, or unchanged): the marker keeps what it said
+    assert stack.install_entries(FILES, [".env"], "/s/.staging", "/s", "/s/.previous-compose", "c.yml")[0]["path"] == "/s/.env.prev"
+
+
 def test_env_changes_leave_secrets_out():
     old = "# managed\nVLLM_PORT=8000\nDTYPE=float16\nHF_TOKEN='old-secret'\nGONE=1\n"
     new = {"VLLM_PORT": 8001, "DTYPE": "float16", "HF_TOKEN": "new-secret", "ADDED": "x"}
