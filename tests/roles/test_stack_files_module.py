@@ -110,3 +110,12 @@ def test_without_owner_and_group_an_existing_file_keeps_its_own(tmp_path):
     result = _module({"files": [{"path": str(target), "mode": "0644", "content": "{}\n"}]})
     assert result["changed"] is False
     assert (target.stat().st_uid, target.stat().st_gid) == (4321, 4321)
+
+
+def test_look_for_names_what_existed_before_the_run(tmp_path):
+    other = tmp_path / "stack" / "other.yml"
+    args = dict(_args(tmp_path), look_for=[str(other), str(tmp_path / "stack" / ".staging" / "c.yml")])
+    # neither exists before the first run, though the run itself creates the second
+    assert _module(args)["found"] == []
+    other.write_text("services: {}\n")
+    assert _module(args, "--check")["found"] == [str(other), str(tmp_path / "stack" / ".staging" / "c.yml")]

@@ -44,6 +44,11 @@ options:
   group:
     description: Group of every directory and file; unset, as for O(owner).
     type: str
+  look_for:
+    description: Paths only looked at (before any change); those that exist are returned in C(found).
+    type: list
+    elements: path
+    default: []
 author: libra
 """
 
@@ -70,6 +75,11 @@ files:
     changed: {description: Whether it was (or in check mode would be) written or its attributes set., type: bool}
     checksum: {description: SHA-1 of its new content., type: str}
     compare: {description: "C(exists) and C(checksum) of O(files[].compare), when given.", type: dict}
+found:
+  description: The paths of O(look_for) that existed when the module started, in the order given.
+  type: list
+  elements: str
+  returned: always
 """
 
 import hashlib
@@ -203,9 +213,11 @@ def main() -> None:
             "secret_files": {"type": "list", "elements": "dict", "default": [], "options": _SECRET_SPEC},
             "owner": {"type": "str"},
             "group": {"type": "str"},
+            "look_for": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
+    found = [path for path in module.params["look_for"] if os.path.lexists(path)]
     uid, gid = _ids(module)
     changed = False
     for entry in module.params["directories"]:
@@ -214,7 +226,7 @@ def main() -> None:
     results = [_file(module, e, False, uid, gid, diffs) for e in module.params["files"]]
     results += [_file(module, e, True, uid, gid, diffs) for e in module.params["secret_files"]]
     changed = changed or any(r["changed"] for r in results)
-    out = {"changed": changed, "files": results}
+    out = {"changed": changed, "files": results, "found": found}
     if diffs:
         out["diff"] = diffs
     module.exit_json(**out)
