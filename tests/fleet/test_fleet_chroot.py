@@ -88,10 +88,10 @@ def fleet(tmp_path_factory):
     mirror_url = build_apt_mirror()
     roots = {}
     try:
-        for name, (gpu, _) in FLEET.items():
-            hostctl.down(PREFIX + name)  # a clean host even after an interrupted run
-            # the host without a GPU stops in preflight, before anything calls Docker
-            roots[name] = hostctl.up(PREFIX + name, gpu, engine=gpu is not None)
+        hostctl.down_many([PREFIX + name for name in FLEET])  # clean hosts even after an interrupted run
+        # side by side; the host without a GPU stops in preflight, before anything calls Docker
+        made = hostctl.up_many([{"name": PREFIX + name, "gpu": gpu, "engine": gpu is not None} for name, (gpu, _) in FLEET.items()])
+        roots.update({name: made[PREFIX + name] for name in FLEET})
         seed_hf_cache(roots.values())
         knob_dir(roots[ROLLBACK_HOST]).mkdir(parents=True, exist_ok=True)
         (knob_dir(roots[ROLLBACK_HOST]) / "fail-health").write_text(LARGE_MODEL + "\n")

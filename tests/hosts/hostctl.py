@@ -5,6 +5,9 @@
     hostctl.py up NAME... [--gpu REC | --no-gpu] [--debian-sources] [--no-engine]
                                          host(s) with the doubles installed and their Docker Engine
                                          started, stand-in images loaded; prints the roots
+    hostctl.py up-many JSON [--prefix P] the same for hosts of different kinds, side by side: a JSON
+                                         list of {name, gpu, debian_sources, engine} (Molecule's
+                                         platforms); prints "NAME<TAB>ROOT" per host
     hostctl.py down NAME | --all         stop its engine and processes, unmount everything, remove
                                          its network namespace and its state
     hostctl.py list                      one line per host: name, root, gpu recording
@@ -33,7 +36,8 @@ Environment:
     LIBRA_TEST_STATE   per-host state (default /var/lib/libra-tests/hosts)
     LIBRA_TEST_MIRROR  Debian mirror for debootstrap (default http://deb.debian.org/debian)
 
-Stdlib only, importable: ``build_base()``, ``up()``, ``down()``, ``list_hosts()``.
+Stdlib only, importable: ``build_base()``, ``up()``, ``up_many()``, ``down()``, ``down_many()``,
+``list_hosts()``.
 """
 from __future__ import annotations
 
@@ -417,6 +421,27 @@ def up(name: str, gpu: str | None = DEFAULT_GPU, debian_sources: bool = False, e
     return root
 
 
+def up_many(specs: list[dict]) -> dict[str, Path]:
+    """``up`` of several hosts side by side; each spec is ``{"name", "gpu", "debian_sources",
+    "engine"}`` (``up``'s arguments; a missing key takes ``up``'s default, other keys are
+    ignored, gpu "none" is a host without nvidia-smi). Each host mostly waits
+    for its dockerd and the image load, so eight hosts take about as long as two. Returns each
+    host's root by name, in the order given."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not specs:
+        return {}
+    keys = ("name", "gpu", "debian_sources", "engine")
+    specs = [{k: spec[k] for k in keys if k in spec} for spec in specs]
+    for spec in specs:
+        if spec.get("gpu") == "none":  # Molecule platforms spell a host without nvidia-smi so
+            spec["gpu"] = None
+    build_base()  # once, before the threads (they would wait on its lock anyway)
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        futures = [(spec["name"], pool.submit(up, **spec)) for spec in specs]
+        return {name: future.result() for name, future in futures}  # re-raises the first failure
+
+
 def _processes_in(root: Path) -> list[int]:
     pids = []
     real = os.path.realpath(root)
@@ -558,6 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     grp.add_argument("--no-gpu", action="store_true", help="no nvidia-smi on this host")
     p_up.add_argument("--debian-sources", action="store_true", help="keep deb.debian.org in apt's sources")
     p_up.add_argument("--no-engine", action="store_true", help="do not start dockerd nor load the stand-in images")
+    p_many = sub.add_parser("up-many", help="hosts side by side from a JSON list of up()'s arguments")
+    p_many.add_argument("specs", help='JSON, e.g. [{"name": "a", "gpu": "rtx2070-8gb", "engine": true}]')
+    p_many.add_argument("--prefix", default="", help="put before each name (e.g. the Molecule scenario)")
     p_down = sub.add_parser("down", help="remove hosts")
     p_down.add_argument("names", nargs="*", metavar="NAME")
     p_down.add_argument("--all", action="store_true")
@@ -570,13 +598,17 @@ def main(argv: list[str] | None = None) -> int:
     p_root.add_argument("name")
     args = ap.parse_args(argv)
 
-    if os.geteuid() != 0 and args.cmd in ("base", "up", "down", "prune"):
+    if os.geteuid() != 0 and args.cmd in ("base", "up", "up-many", "down", "prune"):
         raise SystemExit("hostctl: needs root (debootstrap, mount)")
     if args.cmd == "base":
         print(build_base())
     elif args.cmd == "up":
         for name in args.names:
             print(up(name, None if args.no_gpu else args.gpu, args.debian_sources, not args.no_engine))
+    elif args.cmd == "up-many":
+        specs = [dict(spec, name=args.prefix + spec["name"]) for spec in json.loads(args.specs)]
+        for name, root in up_many(specs).items():
+            print(f"{name}\t{root}")
     elif args.cmd == "down":
         names = all_names() if args.all else args.names
         if not names and not args.all:

@@ -109,6 +109,16 @@ def test_no_gpu_host_and_switching_back(state):
     assert chroot(root, "nvidia-smi", "-L").stdout.startswith("GPU 0: Tesla T4")
 
 
+def test_up_many_brings_up_hosts_of_different_kinds(state):
+    # Molecule's platform fields as create.yml passes them: other keys are ignored, gpu "none"
+    roots = hostctl.up_many([{"name": "m1", "gpu": "t4-16gb", "engine": False, "groups": ["vllm_hosts"]},
+                             {"name": "m2", "gpu": "none", "engine": False}])
+    assert list(roots) == ["m1", "m2"]
+    assert (roots["m1"] / "etc/libra-test/gpu").read_text().strip() == "t4-16gb"
+    assert chroot(roots["m2"], "sh", "-c", "command -v nvidia-smi").returncode != 0
+    assert {h["name"]: h["gpu"] for h in hostctl.list_hosts()} == {"m1": "t4-16gb", "m2": None}
+
+
 def test_unknown_recording_is_refused(state):
     with pytest.raises(SystemExit, match="no GPU recording 'gtx-9999'"):
         hostctl.up("h3", "gtx-9999", engine=False)
