@@ -39,7 +39,8 @@ _FILTERS = {
     "vllm_verify_pair_processes": _verify.pair_processes,
     "vllm_verify_process_checks": _verify.process_checks,
     "vllm_verify_smoke_check": _verify.smoke_check,
-    "vllm_verify_http_result": _verify.http_result,
+    "vllm_verify_http_bases": _verify.http_bases,
+    "vllm_verify_http_results": _verify.http_results,
     # playbooks/rollout.yml
     "rollout_snapshot": _rollout.snapshot,
     "rollout_found_checksum": _rollout.found_checksum,

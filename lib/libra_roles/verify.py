@@ -75,6 +75,24 @@ def smoke_check(result: Mapping[str, Any], image: str) -> dict[str, Any]:
                  f"docker run --gpus all {image} nvidia-smi -L: rc {rc}, {detail}")
 
 
+def http_bases(instances: Sequence[Mapping[str, Any]], host: str) -> list[dict[str, Any]]:
+    """What vllm_verify_http needs of each instance: its base URL on ``host`` and served name."""
+    return [{"base": f"http://{host}:{inst['port']}", "served_model_name": inst["served_model_name"]} for inst in instances]
+
+
+def http_results(instances: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]], host: str,
+                 max_latency_ms: int = 0) -> dict[str, list]:
+    """``http_result`` of every instance from one vllm_verify_http run: ``instances`` (the
+    measured numbers per instance) and ``checks`` (three per instance), in order."""
+    out: dict[str, list] = {"instances": [], "checks": []}
+    for inst, base, res in zip(instances, http_bases(instances, host), results):
+        one = http_result(inst, base["base"], res["health"], res["models"], res["chat"], res["started"], res["ended"],
+                          max_latency_ms)
+        out["instances"].append(one["instance"])
+        out["checks"] += one["checks"]
+    return out
+
+
 def http_result(instance: Mapping[str, Any], base: str, health: Mapping[str, Any], models: Mapping[str, Any],
                 chat: Mapping[str, Any], started: float, ended: float, max_latency_ms: int = 0) -> dict[str, Any]:
     """The measured numbers of one instance (``instance``) and its three checks (``checks``:

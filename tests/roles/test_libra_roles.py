@@ -218,6 +218,20 @@ def test_http_result_fails_the_right_check(kwargs, failing):
     assert [c["name"] for c in checks if not c["ok"]] == [failing]
 
 
+def test_http_results_of_one_module_run_in_instance_order():
+    answer = {"health": {"status": 200}, "models": {"status": 200, "json": {"data": [{"id": i["served_model_name"]} for i in TWO]}},
+              "chat": {"status": 200, "json": {"choices": [{"message": {"content": "OK"}}], "usage": {"completion_tokens": 1}}},
+              "started": 10.0, "ended": 10.5}
+    unhealthy = dict(answer, health={"status": -1, "msg": "Request failed: connection refused"})
+    out = verify.http_results(TWO, [answer, unhealthy], "127.0.0.1", 0)
+    assert [i["url"] for i in out["instances"]] == [f"http://127.0.0.1:{i['port']}" for i in TWO]
+    assert [i["chat_latency_ms"] for i in out["instances"]] == [500, 500]
+    assert [c["name"] for c in out["checks"] if not c["ok"]] == [f"health_{TWO[1]['name']}"]
+    assert len(out["checks"]) == 6
+    assert verify.http_bases(TWO, "10.0.0.5") == [
+        {"base": f"http://10.0.0.5:{i['port']}", "served_model_name": i["served_model_name"]} for i in TWO]
+
+
 # --- host_memory ------------------------------------------------------------------------------
 
 MEMINFO_16G = "MemTotal:       16384000 kB\nMemFree:         1000 kB\n"   # 16000 MiB

@@ -145,3 +145,20 @@ def test_ports_nothing_listens_then_one_answers_without_docker(tmp_path):
         finally:
             os.environ["PATH"] = env_path
         assert held.get("failed") is True and "docker" in held["msg"], held
+
+
+# --- vllm_verify_http -------------------------------------------------------------------------
+
+def test_http_checks_of_an_instance_that_does_not_answer():
+    import socket
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: refuses connections
+        port = closed.getsockname()[1]
+        result = _run("vllm_verify", "vllm_verify_http", {
+            "instances": [{"base": f"http://127.0.0.1:{port}", "served_model_name": "m"}], "api_key": "sk-libra-test-key",
+            "prompt": "Say OK.", "max_tokens": 4, "timeout": 5}, "--check")
+    assert result["changed"] is False and not result.get("failed"), result
+    (one,) = result["results"]
+    assert [one[k]["status"] for k in ("health", "models", "chat")] == [-1, -1, -1]
+    assert "Request failed" in one["chat"]["msg"] and one["ended"] >= one["started"]
+    assert "sk-libra-test-key" not in json.dumps(result)
