@@ -80,13 +80,14 @@ def http_bases(instances: Sequence[Mapping[str, Any]], host: str) -> list[dict[s
     return [{"base": f"http://{host}:{inst['port']}", "served_model_name": inst["served_model_name"]} for inst in instances]
 
 
-def http_results(instances: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]], host: str,
+def http_results(instances: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
                  max_latency_ms: int = 0) -> dict[str, list]:
-    """``http_result`` of every instance from one vllm_verify_http run: ``instances`` (the
-    measured numbers per instance) and ``checks`` (three per instance), in order."""
+    """``http_result`` of every instance from one vllm_verify_http run (each result carries the
+    base URL it was given): ``instances`` (the measured numbers per instance) and ``checks``
+    (three per instance), in order."""
     out: dict[str, list] = {"instances": [], "checks": []}
-    for inst, base, res in zip(instances, http_bases(instances, host), results):
-        one = http_result(inst, base["base"], res["health"], res["models"], res["chat"], res["started"], res["ended"],
+    for inst, res in zip(instances, results):
+        one = http_result(inst, res["base"], res["health"], res["models"], res["chat"], res["started"], res["ended"],
                           max_latency_ms)
         out["instances"].append(one["instance"])
         out["checks"] += one["checks"]

@@ -223,7 +223,8 @@ def test_http_results_of_one_module_run_in_instance_order():
               "chat": {"status": 200, "json": {"choices": [{"message": {"content": "OK"}}], "usage": {"completion_tokens": 1}}},
               "started": 10.0, "ended": 10.5}
     unhealthy = dict(answer, health={"status": -1, "msg": "Request failed: connection refused"})
-    out = verify.http_results(TWO, [answer, unhealthy], "127.0.0.1", 0)
+    bases = verify.http_bases(TWO, "127.0.0.1")
+    out = verify.http_results(TWO, [dict(answer, base=bases[0]["base"]), dict(unhealthy, base=bases[1]["base"])], 0)
     assert [i["url"] for i in out["instances"]] == [f"http://127.0.0.1:{i['port']}" for i in TWO]
     assert [i["chat_latency_ms"] for i in out["instances"]] == [500, 500]
     assert [c["name"] for c in out["checks"] if not c["ok"]] == [f"health_{TWO[1]['name']}"]

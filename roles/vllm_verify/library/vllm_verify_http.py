@@ -59,6 +59,7 @@ results:
   elements: dict
   returned: always
   contains:
+    base: {description: The instance's base URL, as given., type: str}
     health: {description: "C(status) (and C(msg)) of GET /health.", type: dict}
     models: {description: "C(status), C(json) (and C(msg)) of GET /v1/models.", type: dict}
     chat: {description: "C(status), C(json) (and C(msg)) of the chat request.", type: dict}
@@ -118,7 +119,7 @@ def main() -> None:
         started = time.time()
         chat = request(f"{base}/v1/chat/completions", params["timeout"], auth, chat_body)
         ended = time.time()
-        results.append({"health": health, "models": models, "chat": chat, "started": started, "ended": ended})
+        results.append({"base": base, "health": health, "models": models, "chat": chat, "started": started, "ended": ended})
     module.exit_json(changed=False, results=results)
 
 
