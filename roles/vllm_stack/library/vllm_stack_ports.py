@@ -3,8 +3,9 @@
 
 The role probed each port with ``wait_for`` (state stopped, one second: a port the running stack
 holds cost that second every time) and asked ``docker ps`` per open port whether a container of
-this stack publishes it. This module connects to every port at once and asks ``docker ps`` only
-about the open ones, with the same filters. It changes nothing.
+this stack publishes it. This module connects to every port (a refused or accepted connection
+returns at once) and asks ``docker ps`` only about the open ones, with the same filters. It
+changes nothing.
 """
 from __future__ import annotations
 
@@ -51,7 +52,6 @@ taken: {description: The open ports that no container of O(project) publishes., 
 """
 
 import socket
-from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -75,10 +75,7 @@ def main() -> None:
         supports_check_mode=True,
     )
     params = module.params
-    ports = list(dict.fromkeys(params["ports"]))
-    with ThreadPoolExecutor(max_workers=max(1, len(ports))) as pool:
-        flags = list(pool.map(lambda port: is_open(params["address"], port, params["timeout"]), ports))
-    open_ports = [port for port, flag in zip(ports, flags) if flag]
+    open_ports = [port for port in dict.fromkeys(params["ports"]) if is_open(params["address"], port, params["timeout"])]
     taken = []
     if open_ports:
         docker = module.get_bin_path("docker", required=True)
