@@ -13,14 +13,9 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
+from adhoc import BIN, REPO, run_module
 
 
 def _load(role: str, name: str):
@@ -31,17 +26,7 @@ def _load(role: str, name: str):
 
 
 def _run(role: str, name: str, args: dict, *flags: str) -> dict:
-    assert shutil.which("ansible", path=str(BIN)), f"no ansible next to {sys.executable} (run through make test)"
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_LIBRARY=str(REPO / "roles" / role / "library"))
-    proc = subprocess.run(
-        [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-         "-m", name, "-a", json.dumps(args), *flags],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
-    out = json.loads(proc.stdout)
-    (result,) = [task["hosts"]["localhost"] for play in out["plays"] for task in play["tasks"]]
-    return result
+    return run_module(role, name, args, *flags)[0]
 
 
 # --- host_memory_probe ------------------------------------------------------------------------
@@ -118,8 +103,8 @@ def test_daemon_json_and_packages(tmp_path):
     assert present["daemon_json"] == {"exists": True, "content": '{"log-driver": "json-file"}\n'}
     assert present["distribution"] and present["major_version"]
     assert present["docker"] == (shutil.which("docker") or "")
-    if shutil.which("dpkg-query") is None:
-        pytest.skip("the package lines need dpkg-query: this controller is not Debian-based")
+    # make test installs docker.io with apt: dpkg-query is on this controller
+    assert shutil.which("dpkg-query"), "no dpkg-query: make test runs on a Debian-based controller"
     (bash,) = present["packages"]  # the unknown package gives no line
     assert bash.startswith("bash=") and bash.endswith(" installed"), present["packages"]
 
@@ -159,6 +144,7 @@ def test_http_checks_of_an_instance_that_does_not_answer():
             "prompt": "Say OK.", "max_tokens": 4, "timeout": 5}, "--check")
     assert result["changed"] is False and not result.get("failed"), result
     (one,) = result["results"]
+    assert one["base"] == f"http://127.0.0.1:{port}"
     assert [one[k]["status"] for k in ("health", "models", "chat")] == [-1, -1, -1]
     assert "Request failed" in one["chat"]["msg"] and one["ended"] >= one["started"]
     assert "sk-libra-test-key" not in json.dumps(result)

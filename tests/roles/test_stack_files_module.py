@@ -6,34 +6,19 @@ change alone is a change, a copy from a missing source names it, and a second ru
 """
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from adhoc import run_module
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 SECRET = "hf_module_test_secret_5d1c"
 
 
 def _module(args: dict, *flags: str) -> dict:
-    # make test runs pytest from .venv, where ansible is installed: its absence is a broken setup
-    assert shutil.which("ansible", path=str(BIN)), f"no ansible next to {sys.executable} (run through make test)"
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_LIBRARY=str(REPO / "roles" / "vllm_stack" / "library"))
-    proc = subprocess.run(
-        [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-         "-m", "vllm_stack_files", "-a", json.dumps(args), *flags],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert SECRET not in proc.stdout + proc.stderr, "the secret file's content was printed"
-    out = json.loads(proc.stdout)
-    (result,) = [task["hosts"]["localhost"] for play in out["plays"] for task in play["tasks"]]
+    result, printed = run_module("vllm_stack", "vllm_stack_files", args, *flags)
+    assert SECRET not in printed, "the secret file's content was printed"
     return result
 
 
