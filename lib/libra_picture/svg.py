@@ -26,6 +26,7 @@ SEGMENTS = {
     "context": ("cuda_context_gib", "context", "context", "CUDA context (outside the budget)", "#495057"),
     "weights": ("weights_gib", "weights", "weights", "weights", "#1c7ed6"),
     "activations": ("activation_gib", "activations", "activ.", "activations (profile peak)", "#f08c00"),
+    "compile": ("cold_compile_gib", "compile", "compile", "cold torch.compile peak (while starting)", "#ffc078"),
     "non_torch": ("non_torch_gib", "non-torch", "non-torch", "non-torch memory (NCCL, cuBLAS...)", "#adb5bd"),
     "graphs": ("cuda_graph_gib", "graphs", "graphs", "CUDA graphs", "#9c36b5"),
     "kv": ("kv_cache_gib", "kv", "KV cache", "KV cache", "#2f9e44"),
@@ -141,9 +142,12 @@ def instance_layout(tier: dict, gpu: dict | None = None) -> dict:
     for index, inst in enumerate(instances):
         where = f"instances[{index}].plan"
         plan = _field(inst, "plan", f"instances[{index}]")
-        gib = {name: max(_float(plan, spec[0], where), 0.0) for name, spec in SEGMENTS.items()}
+        # a plan of a release or setting without a cold compile has no such segment
+        gib = {name: max(_float(plan, spec[0], where), 0.0) for name, spec in SEGMENTS.items()
+               if name != "compile" or spec[0] in plan}
+        gib.setdefault("compile", 0.0)
         inside = bool(_field(plan, "cuda_graphs_in_budget", where))
-        order = ["context", "weights", "activations", "non_torch"] + (["graphs", "kv"] if inside else ["kv", "graphs"])
+        order = ["context", "weights", "activations", "compile", "non_torch"] + (["graphs", "kv"] if inside else ["kv", "graphs"])
         base = max(total - _float(plan, "free_before_gib", where), 0.0)
         budget = _float(plan, "budget_gib", where)
         top = base + sum(gib[name] for name in order)
@@ -279,8 +283,10 @@ def render_plan_svg(tier: dict, gpu: dict | None = None, title: str | None = Non
         text(x, cap_y + 16, f"gpu_memory_utilization {bar['util']:.2f}, max_model_len {bar['max_model_len']}", 11, fill="#495057")
         text(x, cap_y + 31, f"KV cache holds {bar['kv_tokens']} tokens", 11, fill="#495057")
         figures = [f"{SEGMENTS[name][2]} {gib:.2f}" for name, gib in bar["segments"]]
-        text(x, cap_y + 46, ", ".join(figures[:3]), 11, fill="#495057", cls="figures")
-        text(x, cap_y + 61, ", ".join(figures[3:]) + " GiB", 11, fill="#495057", cls="figures")
+        # three lines of at most three figures: a dual's captions sit side by side
+        for line_no in range(0, len(figures), 3):
+            tail = " GiB" if line_no + 3 >= len(figures) else ""
+            text(x, cap_y + 46 + 15 * (line_no // 3), ", ".join(figures[line_no:line_no + 3]) + tail, 11, fill="#495057", cls="figures")
 
     # The card: total line, usable bracket, headroom bracket
     line(LEFT - 10, y(total), width - RIGHT_COLUMN + 10, y(total), "#212529", "total", w=2.5)
@@ -302,11 +308,11 @@ def render_plan_svg(tier: dict, gpu: dict | None = None, title: str | None = Non
         text(col, item["y"], item["text"], 12, cls=item["cls"], fill=item["fill"], weight="bold" if item["cls"] == "total-label" else "normal")
 
     # Legend: a grid of equal columns
-    entries = [(SEGMENTS[name][4], SEGMENTS[name][3]) for name in ("context", "weights", "activations", "non_torch", "graphs", "kv")]
+    entries = [(SEGMENTS[name][4], SEGMENTS[name][3]) for name in ("context", "weights", "activations", "compile", "non_torch", "graphs", "kv")]
     entries += [("#212529", "dashed line: top of the utilization budget"), (OVERFLOW_COLOUR, "red: over the card / KV cache missing")]
     col_w = max(text_width(label, 11) for _c, label in entries) + 34
     per_row = max(int((width - LEFT - 10) // col_w), 1)
-    legend_y = bottom + 100
+    legend_y = bottom + 115
     for i, (colour, label) in enumerate(entries):
         lx = LEFT + (i % per_row) * col_w
         ly = legend_y + (i // per_row) * 18

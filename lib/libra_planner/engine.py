@@ -48,29 +48,40 @@ def normalize_version(version: Any, filter_name: str, catalog: dict | None = Non
     return ".".join(parts + ["0"] * (3 - len(parts)))
 
 
+def _era(version: str, filter_name: str, catalog: dict) -> dict:
+    """The ``eras`` entry of an unlisted release: the last one that starts at or before it."""
+    wanted = _version_tuple(version, filter_name, "vllm_version")
+    return [e for e in catalog["eras"] if _version_tuple(e["from"], filter_name, "eras") <= wanted][-1]
+
+
 def resolve_version(version: Any, filter_name: str, catalog: dict | None = None) -> str:
     """The listed release an instance runs: exactly, or (for planning only) the one of its era."""
     catalog = catalog or load_engine_catalog()
     text = normalize_version(version, filter_name, catalog)
     if text in releases(catalog):
         return text
-    wanted = _version_tuple(text, filter_name, "vllm_version")
-    era = [e for e in catalog["eras"] if _version_tuple(e["from"], filter_name, "eras") <= wanted]
-    return str(era[-1]["facts_from"])
+    return str(_era(text, filter_name, catalog)["facts_from"])
 
 
 def release_facts(version: Any = None, filter_name: str = "vllm_memory_plan", catalog: dict | None = None) -> dict:
     """Flat facts of one release: shared facts overlaid with the release's own.
 
-    ``vllm_version`` is the release asked for; ``vllm_facts_from`` the listed release whose facts
-    plan it (itself when listed, else the listed release of its era).
+    ``vllm_version`` is the release asked for; ``vllm_facts_from`` what plans it: the release
+    itself when listed, else its era (``eras``): the listed release the era names, overlaid
+    with the era's own ``facts``, and then named ``"era <from>"``.
     """
     catalog = catalog or load_engine_catalog()
-    name = resolve_version(version, filter_name, catalog)
+    text = normalize_version(version, filter_name, catalog)
+    name = resolve_version(text, filter_name, catalog)
     facts = {k: catalog[k] for k in _SHARED_KEYS if k in catalog}
     facts.update(catalog["releases"][name])
-    facts["vllm_version"] = normalize_version(version, filter_name, catalog)
+    facts["vllm_version"] = text
     facts["vllm_facts_from"] = name
+    if text not in releases(catalog):
+        era = _era(text, filter_name, catalog)
+        if era.get("facts"):
+            facts.update(era["facts"])
+            facts["vllm_facts_from"] = f"era {era['from']}"
     return facts
 
 

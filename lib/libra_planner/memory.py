@@ -59,25 +59,32 @@ _ALLOC_SMALL_SIZE = 1 * MIB
 # vllm/model_executor/layers/vocab_parallel_embedding.py).
 _VOCAB_PADDING = 64
 
-# Bytes per (row x vocab) element that the PyTorch-native top-k/top-p sampler keeps alive at
-# its peak during the profile's dummy sampler run (top_k and top_p are both set there):
-# V1 (vllm/v1/sample/ops/topk_topp_sampler.py apply_top_k_top_p on fp32 logits): fp32 copy 4,
-#   sorted values 4, sort indices int64 8, top-k mask 1, softmax/cumsum 4, top-p mask 1,
-#   scattered result 4 = 26.  (FlashInfer's sampler needs compute capability >= 8.0 and less
-#   memory; the native figure is the conservative one and the one Turing uses.)
+# Bytes per (row x vocab) element that the profile's dummy sampler run keeps alive at its peak,
+# beyond the model-dtype logits the caller holds. Per release in catalog/engine.yml
+# (`profile_sampler_bytes`), with these defaults:
+# V1 model runner, native sampler (v1/worker/gpu_model_runner.py _dummy_sampler_run sets
+#   temperature 0.5, top_p 0.9, top_k vocab-1, so top-k/top-p run): up to 0.16 the sort-based
+#   apply_top_k_top_p (v1/sample/ops/topk_topp_sampler.py): fp32 copy 4, sorted values 4, sort
+#   indices int64 8, top-k mask 1, softmax/cumsum 4, top-p mask 1, scattered result 4 = 26;
+#   from 0.17 an in-place Triton top-k/top-p kernel: fp32 copy 4, probabilities 4, noise 4 = 12.
+# FlashInfer (V1 forward_cuda, top_k_top_p_sampling_from_logits): fp32 copy 4, top-k masked
+#   logits 4, probabilities 4 = 12. From 0.21 the dummy run samples a second time with a seeded
+#   generator, which takes the native path whatever the sampler (gpu_model_runner.py).
 # V0 (vllm/model_executor/layers/sampler.py _apply_top_k_top_p): fp32 copy 4, sorted 4,
 #   indices 8, top-k mask 1, softmax 4, cumsum 4, top-p mask 1, inverse indices 8, gathered
 #   result 4 = 38.
-# FlashInfer (V1 forward_cuda, top_k_top_p_sampling_from_logits): fp32 copy 4, top-k masked
-#   logits 4, probabilities 4 = 12. The vllm/vllm-openai image ships FlashInfer and V1 uses it
-#   unless VLLM_USE_FLASHINFER_SAMPLER=0; pip installs often lack it, and later releases refuse
-#   it on compute capability 7.5 ("FlashInfer top-p/top-k sampling unavailable: unsupported
-#   compute capability 7.5"). The planner assumes the native sampler unless the instance says
-#   `sampler: flashinfer`, which errs on the side of a smaller KV cache, never a larger one.
-# All add the model-dtype logits the caller still holds.
+# Model Runner V2 (v1/worker/gpu/model_runner.py _dummy_sampler_run): the dummy requests keep
+#   the default sampling state (greedy, no top-k/top-p), so only the gumbel kernel runs; an fp32
+#   copy 4 up to 0.25, none from 0.26 (sample/sampler.py apply_sampling_params skips it when no
+#   request needs logits processing).
 _SAMPLER_BYTES_PER_ELEMENT = {"v1": 26, "v0": 38}
 _FLASHINFER_SAMPLER_BYTES_PER_ELEMENT = 12
 _SAMPLERS = ("native", "flashinfer")
+_MODEL_RUNNERS = ("v1", "v2")
+# Whether vLLM finds its torch.compile cache (~/.cache/vllm/torch_compile_cache) for this
+# configuration at start. The stack's containers keep none (a new container compiles afresh),
+# so a deploy is a cold start.
+_COMPILE_CACHES = ("cold", "warm")
 
 # AWQ dequantizes the whole weight to fp16 and runs a dense matmul when a batch has >= 256
 # tokens (vllm/model_executor/layers/quantization/awq.py, FP16_MATMUL_HEURISTIC_CONDITION);
@@ -392,11 +399,46 @@ def _uses_marlin(quant: dict, cc: tuple[int, int], marlin_min_cc: tuple[int, int
     return quant["bits"] in (4, 8)
 
 
+def sampler_bytes_per_element(facts: dict, engine: str, runner: str, sampler: str) -> int:
+    """Bytes per (row x vocab) element of the profile's dummy sampler run (see the table above)."""
+    if engine == "v0":
+        return _SAMPLER_BYTES_PER_ELEMENT["v0"]
+    table = facts.get("profile_sampler_bytes") or {}
+    if runner == "v2":
+        return int(table.get("v2", 0))
+    native = int(table.get("native", _SAMPLER_BYTES_PER_ELEMENT["v1"]))
+    if sampler == "flashinfer":
+        # from 0.21 the seeded second pass runs natively as well (profile_sampler_bytes.native)
+        return max(int(table.get("flashinfer", _FLASHINFER_SAMPLER_BYTES_PER_ELEMENT)), native if table.get("native_pass") else 0)
+    return native
+
+
+def model_runner(facts: dict, arch: dict) -> str:
+    """The model runner the release picks for this model by default: "v1" (gpu_model_runner.py) or
+    "v2" (Model Runner V2, v1/worker/gpu/model_runner.py), from ``model_runner_v2`` in catalog/engine.yml.
+
+    ``none``: V1 for every model; ``all``: V2 for every model; or a rule: V2 for the listed
+    ``model_types`` (or every dense, non-MoE model with ``dense: true``), quantized checkpoints
+    included only with ``quantized: true``.
+    """
+    rule = facts.get("model_runner_v2", "none")
+    if rule in ("none", None):
+        return "v1"
+    if rule == "all":
+        return "v2"
+    if arch.get("quantization") is not None and not rule.get("quantized", False):
+        return "v1"
+    if rule.get("dense") and not arch.get("moe"):
+        return "v2"
+    return "v2" if arch.get("model_type") in rule.get("model_types", []) else "v1"
+
+
 def activation_bytes(
-    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], engine: str, sampler: str = "native",
+    arch: dict, dtype_bytes: int, tokens: int, rows: int, cc: tuple[int, int], per_element: int,
     marlin_min_cc: tuple[int, int] = (8, 0),
 ) -> int:
-    """Torch peak increase of the profile run: max(forward pass, dummy sampler run)."""
+    """Torch peak increase of the profile run: max(forward pass, dummy sampler run), the sampler
+    holding ``per_element`` bytes per (row x vocab) element besides the logits."""
     h, i, vocab = arch["hidden_size"], arch["intermediate_size"], arch["vocab_size"]
     b = dtype_bytes
     quant = arch["quantization"]
@@ -414,9 +456,6 @@ def activation_bytes(
         tokens * b * (2 * h + 2 * i) + dequant_up,
         tokens * b * (3 * h + 3 * i) + dequant_down,
     )
-    per_element = _SAMPLER_BYTES_PER_ELEMENT[engine]
-    if engine == "v1" and sampler == "flashinfer":
-        per_element = _FLASHINFER_SAMPLER_BYTES_PER_ELEMENT
     sampling = rows * vocab * (b + per_element) + tokens * h * b
     return max(forward, sampling)
 
@@ -508,18 +547,28 @@ def encoder_profile_bytes(arch: dict, dtype_bytes: int, batched: int) -> int:
     return cache + tower
 
 
-def verdict_margin_bytes(graphs_in_budget: int, facts: dict, enforce_eager: bool) -> int:
+def verdict_margin_bytes(graphs_in_budget: int) -> int:
     """Margin the fits verdict holds for what varies between two starts of the same config.
 
     vLLM's profiled CUDA-graph estimate varies from run to run (vllm-project/vllm#53013,
-    #50780), so half of the estimate is held back when it comes out of the budget; a cold
-    torch.compile cache compiles during the profile run and raises its peak over a warm start
-    (catalog/engine.yml ``cold_compile_gib``). The verdict errs toward "does not fit" by this much.
+    #50780), so half of the estimate is held back when it comes out of the budget. The verdict
+    errs toward "does not fit" by this much.
     """
-    margin = graphs_in_budget // 2
-    if not enforce_eager:
-        margin += int(round(float(facts.get("cold_compile_gib", 0)) * GIB))
-    return margin
+    return graphs_in_budget // 2
+
+
+def cold_compile_bytes(facts: dict, enforce_eager: bool, engine: str, compile_cache: str) -> int:
+    """What a cold torch.compile cache adds to the profile run's peak (0 when warm or eager).
+
+    With a cold cache vLLM compiles inside the profile run, and from the releases that turn on
+    Inductor's combo kernels with ``benchmark_combo_kernel`` (vllm/config/compilation.py, with
+    torch >= 2.9) Inductor benchmarks the kernels it generates there; vLLM counts that peak as
+    activation memory and takes it from the KV cache (catalog/engine.yml ``cold_compile_gib``).
+    V0 and ``enforce_eager`` do not compile.
+    """
+    if enforce_eager or engine != "v1" or compile_cache != "cold":
+        return 0
+    return int(round(float(facts.get("cold_compile_gib", 0)) * GIB))
 
 
 # --------------------------------------------------------------------------- the plan
@@ -572,8 +621,17 @@ def _settings(instance: dict, filter_name: str, total: int, facts: dict, gpu_nam
     pinned = _number(instance, "kv_cache_memory_bytes", filter_name, required=False, integer=True)
     if pinned is not None:
         _positive(pinned, "kv_cache_memory_bytes", filter_name)
+    runner = instance.get("model_runner")
+    if runner is not None and str(runner).strip().lower() not in _MODEL_RUNNERS:
+        raise PlannerError(filter_name, "model_runner", f"must be one of {', '.join(_MODEL_RUNNERS)} (got {runner!r})")
+    compile_cache = str(instance.get("torch_compile_cache") or "cold").strip().lower()
+    if compile_cache not in _COMPILE_CACHES:
+        raise PlannerError(filter_name, "torch_compile_cache",
+                           f"must be one of {', '.join(_COMPILE_CACHES)} (got {instance.get('torch_compile_cache')!r})")
     return {
         "kv_cache_memory_bytes": pinned,
+        "torch_compile_cache": compile_cache,
+        "model_runner": str(runner).strip().lower() if runner is not None else None,
         "sampler": sampler,
         "util": float(util),
         "max_model_len": int(max_model_len),
@@ -606,15 +664,25 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     budget = int(s["util"] * total)
     weights = weights_bytes(arch, b)
     rows = min(s["max_num_seqs"], s["max_num_batched_tokens"])
-    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], s["engine"], s["sampler"], marlin_cc)
+    # VLLM_USE_V2_MODEL_RUNNER overrides the release's choice (instance key model_runner)
+    runner = s["model_runner"] or model_runner(facts, arch)
+    per_element = sampler_bytes_per_element(facts, s["engine"], runner, s["sampler"])
+    activation = activation_bytes(arch, b, s["max_num_batched_tokens"], rows, mem["cc"], per_element, marlin_cc)
     activation += encoder_profile_bytes(arch, b, s["max_num_batched_tokens"])
     non_torch = int(round(float(facts["non_torch_gib"]) * GIB))
     context = int(round(float(facts["cuda_context_gib"]) * GIB))
     graphs = cuda_graph_bytes(arch, b, s["max_num_seqs"], facts, s["enforce_eager"])
-    graphs_inside = bool(facts.get("cuda_graphs_in_budget", False))
-    margin = verdict_margin_bytes(graphs if graphs_inside else 0, facts, s["enforce_eager"])
+    # Model Runner V2 estimates its CUDA graphs only from 0.29 (before, profile_cudagraph_memory
+    # returns 0 there): catalog/engine.yml cuda_graphs_in_budget_v2.
+    graphs_inside = bool(facts.get("cuda_graphs_in_budget" if runner == "v1" or s["engine"] == "v0" else "cuda_graphs_in_budget_v2",
+                                   facts.get("cuda_graphs_in_budget", False)))
+    margin = verdict_margin_bytes(graphs if graphs_inside else 0)
+    cold = cold_compile_bytes(facts, s["enforce_eager"], s["engine"], s["torch_compile_cache"])
 
-    non_kv = weights + activation + non_torch + (graphs if graphs_inside else 0)
+    # What the profile subtracts from the budget (a cold compile's peak included)...
+    non_kv = weights + activation + cold + non_torch + (graphs if graphs_inside else 0)
+    # ...and what the instance holds once started: the compile's peak is gone by then.
+    held_non_kv = non_kv - cold
     pinned = s["kv_cache_memory_bytes"]
     if pinned is not None and not facts["flags"].get("kv_cache_memory_bytes"):
         raise PlannerError(filter_name, "kv_cache_memory_bytes", f"vLLM {facts['vllm_version']} has no --kv-cache-memory-bytes")
@@ -627,7 +695,12 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     kv_tokens = (max(kv_bytes, 0) * needed_tokens // per_request) // block * block
     needed_kv = per_request
     outside = context + (0 if graphs_inside else graphs)
-    needs = (non_kv + pinned if pinned is not None else budget) + outside
+    # What the instance holds once started (later instances see the rest free) and its peak
+    # while it starts. A cold compile's peak is over by then: a pinned KV cache is allocated
+    # after the profile run (v1/worker/gpu_worker.py determine_available_memory), and an
+    # unpinned one fills the budget less the compile's peak, which the profile counted.
+    needs = (held_non_kv + pinned if pinned is not None else budget - cold) + outside
+    peak = (max(held_non_kv + pinned, non_kv) if pinned is not None else budget) + outside
     available = free if free is not None else total
     util_min = _ceil_util(non_kv + needed_kv + margin, total)
     util_max = _floor_util(available - outside, total)
@@ -655,7 +728,9 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
     if kv_bytes <= 0:
         reasons.append(
             f"{model}: needs {_gib(non_kv):.2f} GiB for weights ({_gib(weights):.2f}) + activations "
-            f"({_gib(activation):.2f}) + non-torch ({_gib(non_torch):.2f}) but the budget "
+            f"({_gib(activation):.2f}) + non-torch ({_gib(non_torch):.2f})"
+            + (f" + a cold torch.compile ({_gib(cold):.2f})" if cold else "")
+            + " but the budget "
             f"{s['util']:.2f} x {tot_gib:.2f} GiB = {_gib(budget):.2f} GiB leaves nothing for the KV cache: "
             f"{fix_util}, lower max_num_batched_tokens/max_num_seqs, or pick a smaller/quantized model"
         )
@@ -663,8 +738,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         reasons.append(
             f"{model}: the KV cache holds {kv_tokens} tokens ({_gib(max(kv_bytes, 0)):.2f} GiB) but one "
             f"max_model_len request needs {s['max_model_len']} ({_gib(needed_kv):.2f} GiB)"
-            + (f" plus the {_gib(margin):.2f} GiB margin held for the run-to-run CUDA-graph estimate and a cold "
-               "torch.compile cache" if margin else "")
+            + (f" plus the {_gib(margin):.2f} GiB margin held for the run-to-run CUDA-graph estimate" if margin else "")
             + f": {fix_util}, shorten max_model_len, or pick a smaller/quantized model"
         )
     if available - context < budget:
@@ -679,10 +753,10 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
             f"{model}: vLLM starts only when free memory after its CUDA context ({_gib(context):.2f} GiB) is >= "
             f"{s['util']:.2f} x {tot_gib:.2f} GiB = {_gib(budget):.2f} GiB, but the GPU has {where}: {fix}"
         )
-    elif available < needs:
+    elif available < peak:
         reasons.append(
             f"{model}: the CUDA context ({_gib(context):.2f} GiB) and CUDA graphs ({_gib(graphs):.2f} GiB) sit outside "
-            f"the {_gib(budget):.2f} GiB budget and need {_gib(needs):.2f} GiB in all, more than the "
+            f"the {_gib(budget):.2f} GiB budget and need {_gib(peak):.2f} GiB in all, more than the "
             f"{_gib(available):.2f} GiB available: "
             + (f"lower gpu_memory_utilization to <= {util_max:.2f} or " if util_max > 0 else "")
             + "set enforce_eager: true"
@@ -705,6 +779,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         "kv_cache_dtype": s["kv_cache_dtype"],
         "engine": s["engine"],
         "sampler": s["sampler"],
+        "model_runner": runner if s["engine"] == "v1" else None,
         "gpu_memory_utilization": s["util"],
         "max_model_len": s["max_model_len"],
         "max_num_seqs": s["max_num_seqs"],
@@ -714,6 +789,8 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         "budget_gib": _gib(budget),
         "weights_gib": _gib(weights),
         "activation_gib": _gib(activation),
+        "torch_compile_cache": s["torch_compile_cache"],
+        "cold_compile_gib": _gib(cold),
         "non_torch_gib": _gib(non_torch),
         "cuda_graph_gib": _gib(graphs),
         "cuda_graphs_in_budget": graphs_inside,
@@ -724,6 +801,7 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         "min_kv_tokens_needed": needed_tokens,
         "max_concurrency": round(kv_tokens / s["max_model_len"], 2),
         "needs_gib": _gib(needs),
+        "start_peak_gib": _gib(peak),
         "headroom_gib": _gib(available - needs),
         "min_gpu_memory_utilization": util_min,
         "max_gpu_memory_utilization": max(util_max, 0.0),
@@ -732,6 +810,8 @@ def plan_instance(instance: dict, gpu: dict, filter_name: str = "vllm_memory_pla
         # exact integers for callers that add plans up (vllm_multi_plan)
         "budget_bytes": budget,
         "needs_bytes": needs,
+        "start_peak_bytes": peak,
+        "cold_compile_bytes": cold,
         "outside_budget_bytes": outside,
         "non_kv_bytes": non_kv,
         "kv_cache_bytes": kv_bytes,

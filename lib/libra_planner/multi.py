@@ -44,6 +44,7 @@ def plan_instances(instances: list[dict], gpu: dict, filter_name: str = "vllm_mu
     reasons: list[str] = []
     total_budget = 0
     total_needs = 0
+    held = 0
     for index, instance in enumerate(instances):
         gpu_now = dict(gpu)
         gpu_now["memory_free_mib"] = max(free, 0) / (1 << 20)
@@ -55,7 +56,9 @@ def plan_instances(instances: list[dict], gpu: dict, filter_name: str = "vllm_mu
         for reason in plan["reasons"]:
             reasons.append(f"{label}: {reason}")
         total_budget += plan["budget_bytes"]
-        total_needs += plan["needs_bytes"]
+        # what the GPU must give while this one starts: what the earlier ones hold, and its peak
+        total_needs = max(total_needs, held + plan["start_peak_bytes"])
+        held += plan["needs_bytes"]
         free -= plan["needs_bytes"]
     if len(instances) > 1 and reasons:
         parts = " + ".join(f"{p['gpu_memory_utilization']:.2f}" for p in plans)
@@ -104,7 +107,8 @@ def solve_utilization(
     available = mem["free"] if mem["free"] is not None else total
     margin = int(round(margin_gib * GIB))
     utils: list[float] = []
-    used = 0
+    used = 0  # what the instances started so far hold
+    needed = 0  # the most the GPU must give while one of them starts
     for index, instance in enumerate(instances):
         # Plan once at the largest possible utilization: the non-KV figures do not depend on it.
         probe = dict(instance, gpu_memory_utilization=1.0)
@@ -127,13 +131,16 @@ def solve_utilization(
             )
         util = hundredths / 100
         utils.append(util)
-        used += int(util * total) + plan["outside_budget_bytes"]
-    if used > available:
+        budget = int(util * total)
+        needed = max(needed, used + budget + plan["outside_budget_bytes"])
+        # once started, a cold compile's peak is released (plan_instance needs_bytes)
+        used += budget - plan["cold_compile_bytes"] + plan["outside_budget_bytes"]
+    if needed > available:
         parts = " + ".join(f"{u:.2f}" for u in utils)
         raise PlannerError(
             filter_name,
             "instances",
-            f"even the smallest utilizations ({parts}) need {_gib(used):.2f} GiB with each instance's CUDA context "
+            f"even the smallest utilizations ({parts}) need {_gib(needed):.2f} GiB with each instance's CUDA context "
             f"and CUDA graphs, but the GPU has {_gib(available):.2f} GiB: shorten max_model_len, lower "
             "min_concurrency, use a smaller or 2-bit model for one slot, or run fewer instances",
         )

@@ -58,7 +58,8 @@ def needs_gib(resolved: dict, gpu: dict) -> float | None:
     vLLM takes it) that holds weights, activations, non-torch memory, ``min_concurrency``
     requests of ``max_model_len`` and the larger of the tier's ``margin_gib`` and the verdict's
     margin, or its fixed budget when that is larger; plus what sits outside the budget (CUDA
-    context, CUDA graphs on releases that keep them out).
+    context, CUDA graphs on releases that keep them out). Instances start in order: each one
+    needs its whole budget while it starts and holds it less a cold compile's peak afterwards.
     """
     if resolved.get("fits"):
         value = resolved.get("total_needs_gib")
@@ -71,6 +72,7 @@ def needs_gib(resolved: dict, gpu: dict) -> float | None:
     concurrency = float(resolved.get("min_concurrency") or 1)
     margin = int(round(float(resolved.get("margin_gib") or 0) * GIB))
     need = 0
+    held_before = 0
     for inst in instances:
         plan = inst.get("plan") or {}
         try:
@@ -79,7 +81,8 @@ def needs_gib(resolved: dict, gpu: dict) -> float | None:
             budget = int(_ceil_util(held, total) * total)
             if inst["name"] not in solved:
                 budget = max(budget, int(plan["budget_bytes"]))
-            need += budget + int(plan["outside_budget_bytes"])
+            need = max(need, held_before + budget + int(plan["outside_budget_bytes"]))
+            held_before += budget - int(plan.get("cold_compile_bytes", 0)) + int(plan["outside_budget_bytes"])
         except (KeyError, TypeError):
             return None
     return need / GIB

@@ -11,7 +11,7 @@ CASES = {
     # one instance with a large budget on an 80 GB card: fits
     "a100-80gb-single": ("a100-80gb", "single", {"single": {"gpu_memory_utilization": 0.9}}, None),
     # the budget leaves too little KV cache for one 32k request: the missing KV cache is red
-    "rtx2070-kv-short": ("rtx2070", "single", {"single": {"gpu_memory_utilization": 0.38, "max_model_len": 32768}}, None),
+    "rtx2070-kv-short": ("rtx2070", "single", {"single": {"gpu_memory_utilization": 0.5, "max_model_len": 32768}}, None),
     # other processes hold 3.2 GiB of a 12 GB card
     "rtx3060-dual-busy": ("rtx3060", "dual", {}, 9000),
     "rtx3060-single": ("rtx3060", "single", {}, None),

@@ -19,6 +19,7 @@ SEGMENT_KEYS = {
     "context": "cuda_context_gib",
     "weights": "weights_gib",
     "activations": "activation_gib",
+    "compile": "cold_compile_gib",
     "non-torch": "non_torch_gib",
     "graphs": "cuda_graph_gib",
     "kv": "kv_cache_gib",
@@ -97,7 +98,7 @@ def test_overflow_height_is_what_runs_over_the_card(resolved_cases):
     total_gib = tier["gpu"]["memory_total_mib"] / 1024
     px, _bottom = scale_of(root, total_gib)
     first, second = (i["plan"] for i in tier["instances"])
-    parts = ("cuda_context_gib", "weights_gib", "activation_gib", "non_torch_gib", "kv_cache_gib", "cuda_graph_gib")
+    parts = ("cuda_context_gib", "weights_gib", "activation_gib", "cold_compile_gib", "non_torch_gib", "kv_cache_gib", "cuda_graph_gib")
     second_top = first["needs_gib"] + sum(second[k] for k in parts)
     over = second_top - total_gib
     assert over > 2  # the 7B's budget runs well over the 8 GB card

@@ -57,22 +57,44 @@ def test_unknown_release_lists_the_known_ones(bad, field):
 
 
 @pytest.mark.parametrize(
-    ("asked", "facts_from", "graphs_in"),
+    ("asked", "facts_from", "graphs_in", "util"),
     [
-        # CUDA graphs came into the budget in v0.21.0 (0.32.0 gpu_worker.py log message)
-        ("0.15.1", "0.11.0", False),
-        ("0.20", "0.11.0", False),
-        ("0.21.0", "0.32.0", True),
-        ("v0.28.0", "0.32.0", True),
-        ("0.11.0", "0.11.0", False),
-        ("0.7.2", "0.11.0", False),
+        # the CUDA-graph estimate comes out of the budget from 0.20.0 (envs.py
+        # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "1"; "0" in 0.18.0-0.19.1), and
+        # gpu_memory_utilization defaults to 0.92 from 0.20.0 (config/cache.py)
+        ("0.7.2", "0.11.0", False, 0.9),
+        ("0.11.0", "0.11.0", False, 0.9),
+        ("0.15.1", "era 0.12.0", False, 0.9),
+        ("0.19.1", "era 0.18.0", False, 0.9),
+        ("0.20", "era 0.20.0", True, 0.92),
+        ("0.21.0", "era 0.21.0", True, 0.92),
+        ("v0.28.0", "era 0.28.0", True, 0.92),
+        ("0.29.0", "0.32.0", True, 0.92),
+        ("0.31.0", "0.32.0", True, 0.92),
     ],
 )
-def test_unlisted_release_is_planned_with_its_eras_facts(asked, facts_from, graphs_in):
+def test_unlisted_release_is_planned_with_its_eras_facts(asked, facts_from, graphs_in, util):
     facts = release_facts(asked)
     assert facts["vllm_facts_from"] == facts_from
     assert facts["cuda_graphs_in_budget"] is graphs_in
+    assert facts["default_gpu_memory_utilization"] == util
     assert facts["vllm_version"].count(".") == 2
+
+
+@pytest.mark.parametrize(
+    ("version", "runner", "v2_graphs_in"),
+    [
+        # config/vllm.py use_v2_model_runner per release (the era notes of catalog/engine.yml)
+        ("0.21.0", "none", True),
+        ("0.22.0", {"model_types": ["qwen3"], "quantized": False}, False),
+        ("0.27.1", {"dense": True, "model_types": ["deepseek_v2", "qwen2_moe", "granitemoe"], "quantized": True}, False),
+        ("0.29.0", "all", True),  # V2's profile_cudagraph_memory measures from 0.29.0
+    ],
+)
+def test_model_runner_v2_per_era(version, runner, v2_graphs_in):
+    facts = release_facts(version)
+    assert facts["model_runner_v2"] == runner
+    assert facts.get("cuda_graphs_in_budget_v2", facts["cuda_graphs_in_budget"]) is v2_graphs_in
 
 
 def test_driver_must_be_a_version():
@@ -161,9 +183,9 @@ def test_engine_schema_catches_a_release_without_its_driver_floor():
 
 
 def test_unlisted_release_plans_what_the_listed_ones_disagree_on():
-    """bitsandbytes ran on 0.11.0 and is gone in 0.32.0: a 0.24 row is planned, not refused."""
+    """bitsandbytes ran until 0.27 and is gone from 0.28.0 (as in 0.32.0): a 0.24 row is planned."""
     inst = {"model": "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit", "max_model_len": 2048, "vllm_version": "0.24.0"}
     plan = plan_instance(inst, RTX2070)
-    assert plan["vllm_facts_from"] == "0.32.0" and plan["quantization"] == "bitsandbytes"
+    assert plan["vllm_facts_from"] == "era 0.24.0" and plan["quantization"] == "bitsandbytes"
     with pytest.raises(PlannerError, match="no bitsandbytes support"):
         plan_instance(dict(inst, vllm_version="0.32.0"), RTX2070)

@@ -164,10 +164,12 @@ def test_cuda_graphs_come_out_of_the_budget_from_v0_21(rtx3060):
     graphs = plan_instance(inst, rtx3060)
     eager = plan_instance(dict(inst, enforce_eager=True), rtx3060)
     assert graphs["cuda_graphs_in_budget"] is True
-    assert eager["kv_cache_gib"] - graphs["kv_cache_gib"] == pytest.approx(graphs["cuda_graph_gib"], abs=2e-4)
-    assert eager["needs_gib"] == graphs["needs_gib"]  # the budget holds both
-    # the verdict holds half the run-to-run graph estimate plus the cold-compile allowance
-    assert graphs["verdict_margin_gib"] == pytest.approx(graphs["cuda_graph_gib"] / 2 + 0.25, abs=2e-4)
+    # eager also skips the cold compile (catalog/engine.yml cold_compile_gib 0.98 for 0.32.0)
+    assert eager["kv_cache_gib"] - graphs["kv_cache_gib"] == pytest.approx(graphs["cuda_graph_gib"] + 0.98, abs=2e-4)
+    # the budget holds the graphs; eager compiles nothing, so it keeps no cold-compile peak
+    assert eager["start_peak_gib"] == graphs["start_peak_gib"]
+    # the verdict holds half the run-to-run graph estimate
+    assert graphs["verdict_margin_gib"] == pytest.approx(graphs["cuda_graph_gib"] / 2, abs=2e-4)
     assert eager["verdict_margin_gib"] == 0
 
 
@@ -358,17 +360,80 @@ def test_batched_tokens_below_max_num_seqs_is_refused(rtx4090):
 
 
 def test_flashinfer_sampler_needs_less_than_native(rtx4090):
-    """256 sampler rows x 151936 vocab: native keeps ~28 B per element alive, FlashInfer ~14."""
-    inst = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 4096}
+    """256 sampler rows x 151936 vocab on the V1 model runner of 0.11.0: the sort-based native
+    sampler keeps 26 B per element beyond the logits, FlashInfer 12."""
+    inst = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 4096,
+            "vllm_version": "0.11.0"}
     native = plan_instance(dict(inst, sampler="native"), rtx4090)
     flashinfer = plan_instance(dict(inst, sampler="flashinfer"), rtx4090)
-    assert native["sampler"] == "native"
+    assert native["sampler"] == "native" and native["model_runner"] == "v1"
     # the release's default on this card: 0.32 on use FlashInfer from compute capability 8.0
     # (v1/sample/ops/topk_topp_sampler.py), 0.11.0 is planned with the native sampler
-    assert plan_instance(inst, rtx4090)["sampler"] == "flashinfer"
-    assert plan_instance(dict(inst, vllm_version="0.11.0"), rtx4090)["sampler"] == "native"
-    assert plan_instance(inst, {"memory_total_mib": 8192, "compute_capability": "7.5"})["sampler"] == "native"
-    assert flashinfer["activation_gib"] < native["activation_gib"]
+    assert plan_instance(dict(inst, vllm_version=None), rtx4090)["sampler"] == "flashinfer"
+    assert plan_instance(inst, rtx4090)["sampler"] == "native"
+    assert plan_instance(dict(inst, vllm_version=None), {"memory_total_mib": 8192, "compute_capability": "7.5"})["sampler"] == "native"
     assert native["activation_gib"] - flashinfer["activation_gib"] == pytest.approx(256 * 151936 * 14 / GIB, abs=0.01)
     with pytest.raises(PlannerError, match=r"^vllm_memory_plan: field 'sampler'"):
         plan_instance(dict(inst, sampler="fast"), rtx4090)
+
+
+def test_model_runner_v2_profiles_a_greedy_sampler(rtx4090):
+    """Model Runner V2's dummy sampler run keeps the greedy default state (no top-k/top-p): the
+    logits only from 0.26, plus an fp32 copy before; the V1 runner's native pass keeps 12 B per
+    element beyond them from 0.17 (v1/worker/gpu/model_runner.py, v1/worker/gpu_model_runner.py)."""
+    inst = {"model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.5, "max_model_len": 4096,
+            "max_num_seqs": 256, "max_num_batched_tokens": 2048}
+    v2 = plan_instance(dict(inst, vllm_version="0.27.1"), rtx4090)
+    v2_copy = plan_instance(dict(inst, vllm_version="0.25.1"), rtx4090)
+    v1 = plan_instance(dict(inst, vllm_version="0.27.1", model_runner="v1"), rtx4090)
+    assert (v2["model_runner"], v2_copy["model_runner"], v1["model_runner"]) == ("v2", "v2", "v1")
+    # 256 rows x 151936 vocab: logits 2 B (bfloat16 on this card), an fp32 copy 4 B, V1 12 B more
+    logits = 256 * 151936 * 2 / GIB
+    hidden = 2048 * 896 * 2 / GIB  # the hidden states still held
+    assert v2["activation_gib"] == pytest.approx(logits + hidden, abs=2e-4)
+    assert v2_copy["activation_gib"] == pytest.approx(256 * 151936 * 6 / GIB + hidden, abs=2e-4)
+    assert v1["activation_gib"] == pytest.approx(256 * 151936 * 14 / GIB + hidden, abs=2e-4)
+    with pytest.raises(PlannerError, match=r"^vllm_memory_plan: field 'model_runner'"):
+        plan_instance(dict(inst, model_runner="v3"), rtx4090)
+
+
+def test_model_runner_v2_keeps_its_cuda_graphs_outside_the_budget_until_0_29(rtx4090):
+    """V2's profile_cudagraph_memory returns 0 until 0.28.0 (v1/worker/gpu/model_runner.py)."""
+    inst = {"model": "Qwen/Qwen3-8B", "gpu_memory_utilization": 0.92, "max_model_len": 8192}
+    old = plan_instance(dict(inst, vllm_version="0.27.1"), rtx4090)
+    new = plan_instance(dict(inst, vllm_version="0.29.0"), rtx4090)
+    assert old["cuda_graphs_in_budget"] is False and new["cuda_graphs_in_budget"] is True
+    assert old["kv_cache_gib"] - new["kv_cache_gib"] == pytest.approx(new["cuda_graph_gib"], abs=2e-4)
+    # the V1 runner of the same release subtracts its estimate (from 0.20.0)
+    assert plan_instance(dict(inst, vllm_version="0.27.1", model_runner="v1"), rtx4090)["cuda_graphs_in_budget"] is True
+
+
+def test_a_cold_torch_compile_cache_takes_its_peak_from_the_kv_cache(rtx4090):
+    """A cold start compiles inside the profile run (0.98 GiB on 0.27-0.31 logs, catalog/engine.yml);
+    a warm one loads the compiled graphs; eager and 0.11.0 (no combo-kernel benchmarking) compile
+    nothing that counts."""
+    inst = {"model": "Qwen/Qwen3-8B", "gpu_memory_utilization": 0.92, "max_model_len": 8192, "vllm_version": "0.27.1"}
+    cold = plan_instance(inst, rtx4090)
+    warm = plan_instance(dict(inst, torch_compile_cache="warm"), rtx4090)
+    assert cold["torch_compile_cache"] == "cold" and cold["cold_compile_gib"] == pytest.approx(0.98)
+    assert warm["kv_cache_gib"] - cold["kv_cache_gib"] == pytest.approx(0.98, abs=2e-4)
+    # the peak is over once the instance runs: it holds its budget less the compile's peak
+    assert cold["start_peak_gib"] - cold["needs_gib"] == pytest.approx(0.98, abs=2e-4)
+    assert warm["start_peak_gib"] == warm["needs_gib"]
+    eager = plan_instance(dict(inst, enforce_eager=True), rtx4090)
+    assert eager["cold_compile_gib"] == 0
+    assert plan_instance(dict(inst, vllm_version="0.11.0"), rtx4090)["cold_compile_gib"] == 0
+    with pytest.raises(PlannerError, match=r"^vllm_memory_plan: field 'torch_compile_cache'.*cold, warm"):
+        plan_instance(dict(inst, torch_compile_cache="lukewarm"), rtx4090)
+
+
+def test_a_pinned_kv_cache_never_meets_the_compile_peak(rtx4090):
+    """--kv-cache-memory-bytes: the cache is allocated after the profile run, so the instance
+    peaks at the larger of the compile's peak and what it holds with its cache."""
+    inst = {"model": "Qwen/Qwen2.5-3B-Instruct-AWQ", "gpu_memory_utilization": 0.3, "max_model_len": 2048}
+    small = plan_instance(dict(inst, kv_cache_memory_bytes=256 * 1024 * 1024), rtx4090)
+    big = plan_instance(dict(inst, kv_cache_memory_bytes=4 * GIB), rtx4090)
+    base = small["weights_gib"] + small["activation_gib"] + small["non_torch_gib"] + small["cuda_graph_gib"] + small["cuda_context_gib"]
+    assert small["needs_gib"] == pytest.approx(base + 0.25, abs=2e-3)
+    assert small["start_peak_gib"] == pytest.approx(base + 0.98, abs=2e-3)  # the compile's peak is the larger
+    assert big["start_peak_gib"] == pytest.approx(big["needs_gib"], abs=2e-3) == pytest.approx(base + 4, abs=2e-3)

@@ -41,6 +41,37 @@ def test_second_instance_sees_what_the_first_leaves(rtx4090):
     assert result["total_budget_gib"] == pytest.approx(0.8 * 24564 / 1024, abs=1e-3)
 
 
+def test_a_cold_compiles_peak_is_released_before_the_next_instance_starts(rtx4090):
+    """Instances start in order: each needs its whole budget while it compiles, and once it runs it
+    holds the budget less the compile's peak (0.98 GiB from catalog/engine.yml), which the next
+    one finds free."""
+    pair = [dict(GUIDE_DUAL[0], gpu_memory_utilization=0.3), dict(GUIDE_DUAL[1], gpu_memory_utilization=0.5)]
+    cold = plan_instances(pair, rtx4090)
+    first, second = cold["instances"]
+    total = 24564 / 1024
+    context = first["cuda_context_gib"]
+    graphs_out = [0 if p["cuda_graphs_in_budget"] else p["cuda_graph_gib"] for p in (first, second)]
+    held_first = int(0.3 * 24564 * 2**20) / 2**30 - 0.98 + context + graphs_out[0]
+    assert second["free_before_gib"] == pytest.approx(total - held_first, abs=1e-3)
+    # the most the GPU must give: the first one's hold plus the second one's start
+    assert cold["total_needs_gib"] == pytest.approx(held_first + int(0.5 * 24564 * 2**20) / 2**30 + context + graphs_out[1], abs=1e-3)
+    warm = plan_instances([dict(p, torch_compile_cache="warm") for p in pair], rtx4090)
+    assert warm["instances"][1]["free_before_gib"] == pytest.approx(second["free_before_gib"] - 0.98, abs=1e-3)
+
+
+def test_solver_starts_each_instance_on_what_the_earlier_ones_hold():
+    """On a 12 GB card the tier dual's pair (16 sequences each) solves: the 7B starts once the
+    3B's compile peak is gone."""
+    gpu = {"name": "NVIDIA GeForce RTX 3060", "memory_total_mib": 12288, "compute_capability": "8.6"}
+    pair = [dict({k: v for k, v in inst.items() if k != "gpu_memory_utilization"}, max_num_seqs=16) for inst in GUIDE_DUAL]
+    utils = solve_utilization(pair, gpu, min_concurrency=1, margin_gib=0.25)
+    result = plan_instances([dict(inst, gpu_memory_utilization=u) for inst, u in zip(pair, utils)], gpu)
+    assert result["fits"] is True, result["reasons"]
+    # summed whole budgets (what a start needs, ignoring that the peak is released) would not fit
+    budgets = sum(p["budget_gib"] + p["cuda_context_gib"] for p in result["instances"])
+    assert budgets > 12.0 >= result["total_needs_gib"]
+
+
 def test_used_memory_counts_against_the_first_instance():
     gpu = {"memory_total_mib": 24564, "memory_used_mib": 20000, "compute_capability": "8.9"}
     result = plan_instances([dict(GUIDE_DUAL[0], gpu_memory_utilization=0.3)], gpu)

@@ -23,7 +23,7 @@ from libra_planner.tiers import gpu_from_memory, gpu_from_preset, load_tier_cata
 CATALOG = load_tier_catalog()
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 GUIDE_DUAL = {"dual": {"gpu_memory_utilization": 0.85, "max_model_len": 2048, "max_num_batched_tokens": 4096}}
-LONG_SINGLE = {"single": {"gpu_memory_utilization": 0.4, "max_model_len": 32768}}
+LONG_SINGLE = {"single": {"gpu_memory_utilization": 0.55, "max_model_len": 32768}}
 # (card, tier, models, overrides)
 CARDS = {
     "gtx1650": gpu_from_preset("gtx1650"),

@@ -201,7 +201,7 @@ def test_dual_on_8gb_does_not_fit_and_says_why():
 
 
 SUGGESTION_GPUS = [gpu_from_memory(mib, cap) for mib, cap in ((4096, "7.5"), (6144, "7.5"), (8192, "7.5"), (10240, "8.6"), (12288, "8.6"), (16384, "8.9"))]
-FIXED_UTIL_LONG_CONTEXT = {"single": {"gpu_memory_utilization": 0.4, "max_model_len": 32768}}
+FIXED_UTIL_LONG_CONTEXT = {"single": {"gpu_memory_utilization": 0.55, "max_model_len": 32768}}
 
 
 @pytest.mark.parametrize("gpu", SUGGESTION_GPUS, ids=[f"{g['memory_total_mib']}MiB" for g in SUGGESTION_GPUS])
