@@ -123,6 +123,15 @@ def _spread(items: list[dict], gap: float, lowest: float | None = None) -> list[
     return items
 
 
+def _uses(bar: dict) -> list[str]:
+    """What an instance takes: while it starts, and once a cold compile's peak is over."""
+    peak = bar["top"] - bar["base"]
+    compile_gib = dict(bar["segments"]).get("compile", 0.0)
+    if compile_gib < 0.005:
+        return [f"uses {_fmt(peak)}"]
+    return [f"uses {_fmt(peak)} starting", f"holds {_fmt(peak - compile_gib)} after"]
+
+
 def instance_layout(tier: dict, gpu: dict | None = None) -> dict:
     """Geometry in GiB, before any pixel: what the SVG draws, one entry per instance.
 
@@ -269,7 +278,8 @@ def render_plan_svg(tier: dict, gpu: dict | None = None, title: str | None = Non
         # Labels right of the bar, kept apart
         labels = [
             {"y": y(bar["budget_top"]) + 4, "text": f"util {bar['util']:.2f}: budget {_fmt(bar['budget'])}", "fill": "#212529", "cls": "budget-label"},
-            {"y": y(bar["top"]) + 4, "text": f"uses {_fmt(bar['top'] - bar['base'])}", "fill": "#495057", "cls": "uses-label"},
+            *({"y": y(bar["top"]) + 4 + 14 * i, "text": text_, "fill": "#495057", "cls": "uses-label"}
+              for i, text_ in enumerate(_uses(bar))),
         ]
         if bar["overflow"] > 0:
             labels.append({"y": y(bar["top"]) - 12, "text": f"over the card by {_fmt(bar['overflow'])}", "fill": OVERFLOW_COLOUR, "cls": "overflow-label"})

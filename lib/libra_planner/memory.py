@@ -1,6 +1,7 @@
 """Per-instance GPU memory accounting, the way vLLM's V1 engine does it.
 
-What vLLM does at startup (v0.11, ``vllm/v1/worker/gpu_worker.py``):
+What vLLM does at startup (``vllm/v1/worker/gpu_worker.py``; what changes by release is data,
+``catalog/engine.yml``, read in each release's source):
 
 1. ``init_device`` creates the CUDA context, takes a memory snapshot and refuses to start when
    the free memory is below ``gpu_memory_utilization x total`` ("Free memory on device ... is
@@ -10,13 +11,16 @@ What vLLM does at startup (v0.11, ``vllm/v1/worker/gpu_worker.py``):
    so each tensor counts at the size PyTorch's caching allocator hands out.
 3. ``determine_available_memory`` runs one profile forward pass at ``max_num_batched_tokens``
    tokens followed by a dummy sampler run over ``min(max_num_seqs, max_num_batched_tokens)``
-   rows, and sets  KV memory = utilization x total - weights - torch peak increase - non-torch
-   increase.
+   rows, and sets  KV memory = utilization x total - weights - peak activation - non-torch
+   memory. The sampler run depends on the model runner (the V1 runner samples with top-k/top-p,
+   Model Runner V2 greedily); with a cold torch.compile cache the profile also compiles, and
+   that peak (``cold_compile_gib``) comes out of the KV cache too.
 4. The KV cache is cut into blocks of ``block_size`` tokens; vLLM refuses to start when one
    ``max_model_len`` request does not fit ("... larger than the maximum number of tokens that
    can be stored in KV cache").
-5. CUDA graphs are captured after the KV cache exists: before v0.21 their memory is outside
-   the budget (``catalog/engine.yml`` ``cuda_graphs_in_budget``).
+5. CUDA graphs are captured after the KV cache exists: their profiled estimate comes out of the
+   budget from 0.20 on the V1 runner and from 0.29 on Model Runner V2
+   (``cuda_graphs_in_budget``, ``cuda_graphs_in_budget_v2``), before that they sit outside it.
 
 All arithmetic is in integer bytes; GiB figures are rounded only for display.
 """
