@@ -256,7 +256,9 @@ def resolve_max(catalog: dict, gpu: dict, models: dict | None, overrides: dict |
             plan = inst["plan"]
             result["reasons"] = [
                 f"tier max runs {model}, the largest of the ladder's {len(ladder)} models that fits {gpu_label(gpu)}: "
-                f"weights {plan['weights_gib']:.2f} GiB + activations {plan['activation_gib']:.2f} GiB + KV cache "
+                f"weights {plan['weights_gib']:.2f} GiB + activations {plan['activation_gib']:.2f} GiB"
+                + (f" + a cold torch.compile's peak {plan['cold_compile_gib']:.2f} GiB" if plan.get("cold_compile_gib") else "")
+                + " + KV cache "
                 f"{plan['kv_cache_gib']:.2f} GiB ({plan['kv_cache_tokens']} tokens: {plan['max_concurrency']:.2f} full-length "
                 f"requests of max_model_len {plan['max_model_len']}) at gpu_memory_utilization {inst['gpu_memory_utilization']:.2f}, with "
                 f"{plan['verdict_margin_gib']:.2f} GiB held for what varies between starts"

@@ -87,6 +87,10 @@ def test_resolved_shape(tier):
         assert 0 < inst["gpu_memory_utilization"] <= 1
         if tier == "max":  # the ladder's largest rung that fits, not the slot's default
             assert inst["model"] in CATALOG["ladder"]
+            # the reason says what it fits with, a cold start's compile peak included
+            why = resolved["reasons"][0]
+            assert why.startswith(f"tier max runs {inst['model']}"), why
+            assert f"a cold torch.compile's peak {inst['plan']['cold_compile_gib']:.2f} GiB" in why, why
         else:
             assert inst["model"] == CATALOG["models"][inst["model_slot"]]
         for key in ("weights_gib", "kv_cache_gib", "kv_cache_tokens", "max_concurrency", "fits", "reasons"):
