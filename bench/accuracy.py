@@ -123,9 +123,17 @@ def skip_reason(row: dict) -> str | None:
 
 
 def catalog_id(row: dict) -> str | None:
+    """The catalog model that plans the row: its own id when catalog/models.yml has it (any case),
+    else the catalog model of the same architecture (MODEL_MAP)."""
     if row["row_id"] in MODEL_CONFIGS:
         return "model_config"
+    from libra_planner.models import load_model_catalog  # noqa: PLC0415
+
     model = row["model"].lower()
+    named = model.split()[0] if model.split() else model
+    exact = {name.lower(): name for name in load_model_catalog()}
+    if named in exact:
+        return exact[named]
     for prefix, target in MODEL_MAP:
         if model.startswith(prefix):
             return target

@@ -98,3 +98,15 @@ def test_accuracy_benchmark_fails_on_a_missed_target(tmp_path):
     )
     assert result.returncode == 1, result.stdout
     assert "kv cache" in result.stdout and "MISSED" in result.stdout
+
+
+def test_a_row_naming_a_catalog_model_is_planned_with_it():
+    """A row's own model id wins over the architecture map: an FP8 checkpoint is not planned as
+    the 16-bit model whose name it starts with."""
+    sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+    import accuracy  # noqa: PLC0415  (bench/ is not a package)
+
+    assert accuracy.catalog_id({"row_id": "900", "model": "Qwen/Qwen3-8B-FP8 (stated)"}) == "Qwen/Qwen3-8B-FP8"
+    assert accuracy.catalog_id({"row_id": "901", "model": "qwen/qwen3-4b-awq"}) == "Qwen/Qwen3-4B-AWQ"
+    assert accuracy.catalog_id({"row_id": "902", "model": "Qwen/Qwen3-8B"}) == "Qwen/Qwen3-8B"
+    assert accuracy.catalog_id({"row_id": "903", "model": "acme/unknown-7b"}) is None
