@@ -165,8 +165,9 @@ def _absolute_budgets(built: dict, gpu: dict) -> None:
         gib = inst.pop("gpu_memory_gib", None)
         if gib is None:
             continue
-        # the largest utilization in hundredths whose budget stays within gib (8 GiB card: 3.2 GiB -> 0.40)
-        inst["gpu_memory_utilization"] = min(int(round(float(gib) * 1024 * 100 / total_mib, 6)) / 100, 1.0)
+        # the largest utilization in ten-thousandths whose budget stays within gib (8 GiB card:
+        # 3.2 GiB -> 0.40; 64 GiB: 0.0499, where hundredths would cut the budget to 2.56 GiB)
+        inst["gpu_memory_utilization"] = min(int(round(float(gib) * 1024 * 10000 / total_mib, 6)) / 10000, 1.0)
         inst["gpu_memory_gib"] = float(gib)
 
 

@@ -300,3 +300,14 @@ def test_gpu_from_memory(mib, cap, field):
     with pytest.raises(PlannerError) as info:
         gpu_from_memory(mib, cap)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("mib", [8192, 24564, 65537, 81920])
+def test_an_absolute_budget_is_the_same_gib_on_every_card(mib):
+    """ultralight's gpu_memory_gib 3.2 (catalog/tiers.yml): the utilization that gives it on each
+    card, never more than 3.2 GiB and less only by what vLLM's int(utilization x total) rounds."""
+    resolved = _resolve("ultralight", gpu_from_memory(mib, "8.6"))
+    inst = resolved["instances"][0]
+    budget_mib = inst["gpu_memory_utilization"] * mib
+    assert 3.2 * 1024 - 0.0001 * mib <= budget_mib <= 3.2 * 1024
+    assert inst["gpu_memory_gib"] == 3.2 and resolved["fits"], resolved["reasons"]
