@@ -33,6 +33,7 @@ COLUMNS = (
     ("util", "share", 5),
     ("weights", "GiB", 7),
     ("activations", "GiB", 11),
+    ("compile", "GiB", 7),
     ("overhead", "GiB", 8),
     ("KV-cache", "GiB", 8),
     ("KV-tokens", "tokens", 9),
@@ -42,7 +43,8 @@ COLUMNS = (
 )
 LEGEND = (
     "columns: util = gpu_memory_utilization, the share of the card's total memory vLLM takes as its budget;",
-    "  overhead = non-torch memory + CUDA context + CUDA graphs; KV-cache, KV-tokens = the KV cache's size (*: pinned",
+    "  compile = a cold torch.compile's peak while vLLM starts (every new container compiles; 0 when warm",
+    "  or eager); overhead = non-torch memory + CUDA context + CUDA graphs; KV-cache, KV-tokens = the KV cache's size (*: pinned",
     "  with --kv-cache-memory-bytes) and the tokens it holds; full-length = requests of max_model_len",
     "  ({lens} tokens) the KV cache holds at once; max_num_seqs = requests the server runs at once (more wait",
     "  in its queue); headroom = GPU memory left once this instance and those before it have started",
@@ -61,6 +63,7 @@ def _row(inst: dict) -> str:
         _cell(_num(inst.get("gpu_memory_utilization"))),
         _cell(_num(plan.get("weights_gib"))),
         _cell(_num(plan.get("activation_gib"))),
+        _cell(_num(plan.get("cold_compile_gib"))),
         _cell(_overhead(plan)),
         _cell(_num(plan.get("kv_cache_gib"))) + ("*" if plan.get("kv_cache_memory_bytes") else ""),
         _cell(_num(plan.get("kv_cache_tokens")), "{:.0f}"),

@@ -22,8 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BIN = os.path.dirname(sys.executable)
 PLAYBOOK = shutil.which("ansible-playbook", path=BIN) or shutil.which("ansible-playbook")
 CARDS = {"rtx2070": "NVIDIA GeForce RTX 2070", "rtx3060": "NVIDIA GeForce RTX 3060", "rtx4090": "NVIDIA GeForce RTX 4090"}
-COLUMNS = ["instance", "model", "util", "weights", "activations", "overhead", "KV-cache", "KV-tokens", "full-length", "max_num_seqs", "headroom", "verdict"]
-UNITS = ["share", "GiB", "GiB", "GiB", "GiB", "tokens", "requests", "requests", "GiB"]
+COLUMNS = ["instance", "model", "util", "weights", "activations", "compile", "overhead", "KV-cache", "KV-tokens", "full-length", "max_num_seqs", "headroom", "verdict"]
+UNITS = ["share", "GiB", "GiB", "GiB", "GiB", "GiB", "tokens", "requests", "requests", "GiB"]
 
 
 def run_playbook(args, tmp_path, inventory: dict, callback: str | None = None):
@@ -82,10 +82,11 @@ def test_table_and_verdict_for_every_tier(plan_output, preset):
             assert len(cells) == len(COLUMNS) - 2
             assert float(cells[0]) == pytest.approx(inst["gpu_memory_utilization"], abs=0.005)
             assert float(cells[1]) == pytest.approx(inst["plan"]["weights_gib"], abs=0.005)
-            assert int(cells[5]) == inst["plan"]["kv_cache_tokens"]
+            assert float(cells[3]) == pytest.approx(inst["plan"]["cold_compile_gib"], abs=0.005)
+            assert int(cells[6]) == inst["plan"]["kv_cache_tokens"]
             # both named: what the KV cache holds in full-length requests, what the server admits
-            assert float(cells[6]) == pytest.approx(inst["plan"]["kv_cache_tokens"] / inst["max_model_len"], abs=0.006)
-            assert int(cells[7]) == inst["max_num_seqs"]
+            assert float(cells[7]) == pytest.approx(inst["plan"]["kv_cache_tokens"] / inst["max_model_len"], abs=0.006)
+            assert int(cells[8]) == inst["max_num_seqs"]
             assert cells[-1] in ("fits", "no")
         assert re.search(r"needs [0-9.]+ GiB; the card has [0-9.]+ GiB", section)
         if not expected["fits"]:

@@ -183,8 +183,10 @@ def test_columns_name_both_concurrencies():
     cells = row.split()
     inst = resolved["instances"][0]
     # full-length requests the KV cache holds (tokens / max_model_len) and the server's max_num_seqs
-    assert float(cells[8]) == pytest.approx(inst["plan"]["kv_cache_tokens"] / inst["max_model_len"], abs=0.006)
-    assert int(cells[9]) == inst["max_num_seqs"]
+    assert float(cells[9]) == pytest.approx(inst["plan"]["kv_cache_tokens"] / inst["max_model_len"], abs=0.006)
+    assert int(cells[10]) == inst["max_num_seqs"]
+    # the cold compile's peak has its own column: the row adds up to the budget and the context
+    assert float(cells[5]) == pytest.approx(inst["plan"]["cold_compile_gib"], abs=0.006)
     assert any(f"max_model_len\n" in line or f"({inst['max_model_len']} tokens)" in line for line in text)
 
 
