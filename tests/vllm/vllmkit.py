@@ -111,7 +111,12 @@ class VllmServers:
             cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server",
                    "--model", str(self.model), "--served-model-name", SERVED_MODEL_NAME,
                    "--host", "127.0.0.1", "--port", str(port),
-                   "--max-model-len", "512", "--enforce-eager"]
+                   "--max-model-len", "512", "--enforce-eager",
+                   # float32, not the tiny model's bfloat16: on a CPU with AMX vLLM runs bfloat16
+                   # attention on AMX tiles (v1/attention/backends/cpu_attn.py _get_attn_isa), and a
+                   # worker died there with SIGILL on its first request (exit code -4) on a loaded
+                   # 2-core VM; the API this serves does not depend on the dtype.
+                   "--dtype", "float32"]
             env = vllm_env()
             if key is not None:
                 # As the stack passes it: vLLM reads VLLM_API_KEY when --api-key is not given.
