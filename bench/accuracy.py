@@ -314,10 +314,11 @@ def run(path: str) -> int:
             kv_obs = tokens_obs * plan["kv_bytes_per_token"] / GIB
         missing = "GPU total" if total is None else "utilization" if not util_known else "KV figure"
         kv_txt, kv_err_txt, verdict_txt = "-", "-", f"n/a ({missing} not logged)"
-        # A row whose source does not show the torch.compile cache could have started either way:
-        # its KV cache is judged against the range from a cold start (the plan) to a warm one.
-        warm = plan_instance(dict(inst, torch_compile_cache="warm"), gpu) if plan["cold_compile_gib"] and "torch_compile_cache" not in inst else None
         if total is not None and util_known and kv_obs is not None:
+            # A row whose source does not show the torch.compile cache could have started either
+            # way: its KV cache is judged against the range from a cold start (the plan) to a warm one.
+            unstated = plan["cold_compile_bytes"] and "torch_compile_cache" not in inst
+            warm = plan_instance(dict(inst, torch_compile_cache="warm"), gpu) if unstated else None
             budget = plan["budget_bytes"] / GIB
             low = plan["kv_cache_bytes"] / GIB
             high = warm["kv_cache_bytes"] / GIB if warm else low

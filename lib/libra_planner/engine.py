@@ -72,16 +72,15 @@ def release_facts(version: Any = None, filter_name: str = "vllm_memory_plan", ca
     """
     catalog = catalog or load_engine_catalog()
     text = normalize_version(version, filter_name, catalog)
-    name = resolve_version(text, filter_name, catalog)
+    era = None if text in releases(catalog) else _era(text, filter_name, catalog)
+    name = text if era is None else str(era["facts_from"])
     facts = {k: catalog[k] for k in _SHARED_KEYS if k in catalog}
     facts.update(catalog["releases"][name])
     facts["vllm_version"] = text
     facts["vllm_facts_from"] = name
-    if text not in releases(catalog):
-        era = _era(text, filter_name, catalog)
-        if era.get("facts"):
-            facts.update(era["facts"])
-            facts["vllm_facts_from"] = f"era {era['from']}"
+    if era is not None and era.get("facts"):
+        facts.update(era["facts"])
+        facts["vllm_facts_from"] = f"era {era['from']}"
     return facts
 
 

@@ -29,6 +29,20 @@ def _label(index: int, instance: dict) -> str:
     return f"instance {index + 1} ({name})"
 
 
+def started_in_order(steps) -> int:
+    """The most GPU memory instances started one after another need at any time.
+
+    ``steps``: per instance, in start order, ``(start, held)``: what it takes while it starts
+    (its budget, or its start peak, plus what sits outside the budget) and what it holds once
+    started (less a cold compile's peak, plan_instance ``needs_bytes``), which the next one finds taken.
+    """
+    need = held = 0
+    for start, keeps in steps:
+        need = max(need, held + start)
+        held += keeps
+    return need
+
+
 def plan_instances(instances: list[dict], gpu: dict, filter_name: str = "vllm_multi_plan") -> dict:
     """Plan ``instances`` started in order on one GPU.
 
@@ -43,8 +57,6 @@ def plan_instances(instances: list[dict], gpu: dict, filter_name: str = "vllm_mu
     plans: list[dict] = []
     reasons: list[str] = []
     total_budget = 0
-    total_needs = 0
-    held = 0
     for index, instance in enumerate(instances):
         gpu_now = dict(gpu)
         gpu_now["memory_free_mib"] = max(free, 0) / (1 << 20)
@@ -56,10 +68,8 @@ def plan_instances(instances: list[dict], gpu: dict, filter_name: str = "vllm_mu
         for reason in plan["reasons"]:
             reasons.append(f"{label}: {reason}")
         total_budget += plan["budget_bytes"]
-        # what the GPU must give while this one starts: what the earlier ones hold, and its peak
-        total_needs = max(total_needs, held + plan["start_peak_bytes"])
-        held += plan["needs_bytes"]
         free -= plan["needs_bytes"]
+    total_needs = started_in_order((p["start_peak_bytes"], p["needs_bytes"]) for p in plans)
     if len(instances) > 1 and reasons:
         parts = " + ".join(f"{p['gpu_memory_utilization']:.2f}" for p in plans)
         reasons.append(
@@ -107,8 +117,7 @@ def solve_utilization(
     available = mem["free"] if mem["free"] is not None else total
     margin = int(round(margin_gib * GIB))
     utils: list[float] = []
-    used = 0  # what the instances started so far hold
-    needed = 0  # the most the GPU must give while one of them starts
+    steps: list[tuple[int, int]] = []  # (start, held) per instance: started_in_order
     for index, instance in enumerate(instances):
         # Plan once at the largest possible utilization: the non-KV figures do not depend on it.
         probe = dict(instance, gpu_memory_utilization=1.0)
@@ -131,10 +140,9 @@ def solve_utilization(
             )
         util = hundredths / 100
         utils.append(util)
-        budget = int(util * total)
-        needed = max(needed, used + budget + plan["outside_budget_bytes"])
-        # once started, a cold compile's peak is released (plan_instance needs_bytes)
-        used += budget - plan["cold_compile_bytes"] + plan["outside_budget_bytes"]
+        start = int(util * total) + plan["outside_budget_bytes"]
+        steps.append((start, start - plan["cold_compile_bytes"]))
+    needed = started_in_order(steps)
     if needed > available:
         parts = " + ".join(f"{u:.2f}" for u in utils)
         raise PlannerError(

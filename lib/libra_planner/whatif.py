@@ -17,6 +17,7 @@ import json
 from .catalogs import gpu_from_preset, load_gpu_presets, tier_names
 from .errors import PlannerError
 from .memory import _ceil_util
+from .multi import started_in_order
 from .resolve import build_tier, resolve_one
 
 # Shortest context the "what would fit" search proposes.
@@ -71,8 +72,7 @@ def needs_gib(resolved: dict, gpu: dict) -> float | None:
     solved = set(resolved.get("utilization_solved") or [])
     concurrency = float(resolved.get("min_concurrency") or 1)
     margin = int(round(float(resolved.get("margin_gib") or 0) * GIB))
-    need = 0
-    held_before = 0
+    steps = []
     for inst in instances:
         plan = inst.get("plan") or {}
         try:
@@ -81,11 +81,11 @@ def needs_gib(resolved: dict, gpu: dict) -> float | None:
             budget = int(_ceil_util(held, total) * total)
             if inst["name"] not in solved:
                 budget = max(budget, int(plan["budget_bytes"]))
-            need = max(need, held_before + budget + int(plan["outside_budget_bytes"]))
-            held_before += budget - int(plan.get("cold_compile_bytes", 0)) + int(plan["outside_budget_bytes"])
+            start = budget + int(plan["outside_budget_bytes"])
+            steps.append((start, start - int(plan.get("cold_compile_bytes", 0))))
         except (KeyError, TypeError):
             return None
-    return need / GIB
+    return started_in_order(steps) / GIB
 
 
 def _extra_vars(settings: dict) -> str:
