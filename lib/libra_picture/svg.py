@@ -151,10 +151,7 @@ def instance_layout(tier: dict, gpu: dict | None = None) -> dict:
     for index, inst in enumerate(instances):
         where = f"instances[{index}].plan"
         plan = _field(inst, "plan", f"instances[{index}]")
-        # a plan of a release or setting without a cold compile has no such segment
-        gib = {name: max(_float(plan, spec[0], where), 0.0) for name, spec in SEGMENTS.items()
-               if name != "compile" or spec[0] in plan}
-        gib.setdefault("compile", 0.0)
+        gib = {name: max(_float(plan, spec[0], where), 0.0) for name, spec in SEGMENTS.items()}
         inside = bool(_field(plan, "cuda_graphs_in_budget", where))
         order = ["context", "weights", "activations", "compile", "non_torch"] + (["graphs", "kv"] if inside else ["kv", "graphs"])
         base = max(total - _float(plan, "free_before_gib", where), 0.0)
